@@ -1,0 +1,171 @@
+// Package config loads ec2diag's one YAML file strictly: unknown keys, wrong
+// types and bad values are errors that name the file, line, column and key.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// DefaultPath is where the package installs the config.
+const DefaultPath = "/etc/ec2diag/config.yaml"
+
+// Duration is a time.Duration written as "30s" or "5m" in YAML.
+type Duration time.Duration
+
+// UnmarshalYAML accepts Go duration strings only; a bare number is ambiguous
+// (seconds? nanoseconds?) and is rejected.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("want a duration like \"30s\", got a %s", describe(n))
+	}
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("want a duration like \"30s\", got %q", n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Config is the whole file. Every key is documented in packaging/config.yaml,
+// which is tested to load and to match Default().
+type Config struct {
+	StateDir string `yaml:"state_dir"`
+	// ShutdownTimeout bounds the flush on SIGTERM; keep it under the
+	// unit's TimeoutStopSec.
+	ShutdownTimeout Duration   `yaml:"shutdown_timeout"`
+	Log             Log        `yaml:"log"`
+	IMDS            IMDS       `yaml:"imds"`
+	Sinks           Sinks      `yaml:"sinks"`
+	Host            HostConfig `yaml:"host"`
+}
+
+// Log selects the agent's own logging.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // auto, journal, console, json
+}
+
+// IMDS configures how the agent finds out whether it is on EC2.
+type IMDS struct {
+	Disabled bool     `yaml:"disabled"`
+	Endpoint string   `yaml:"endpoint"`
+	Timeout  Duration `yaml:"timeout"`
+}
+
+// Sinks configures the local outputs, which work on and off EC2.
+type Sinks struct {
+	// SummaryInterval is how often a one-line summary goes to the log.
+	SummaryInterval Duration `yaml:"summary_interval"`
+	File            FileSink `yaml:"file"`
+}
+
+// FileSink writes every record as a JSON line; empty Path disables it.
+type FileSink struct {
+	Path string `yaml:"path"`
+}
+
+// HostConfig is the host sampler's schedule.
+type HostConfig struct {
+	Interval Duration `yaml:"interval"`
+}
+
+// Default returns the configuration used when no file exists.
+func Default() Config {
+	return Config{
+		StateDir:        "/var/lib/ec2diag",
+		ShutdownTimeout: Duration(10 * time.Second),
+		Log:             Log{Level: "info", Format: "auto"},
+		IMDS:            IMDS{Timeout: Duration(2 * time.Second)},
+		Sinks:           Sinks{SummaryInterval: Duration(5 * time.Minute)},
+		Host:            HostConfig{Interval: Duration(5 * time.Second)},
+	}
+}
+
+// Load reads path over Default(). A missing file at the default path is not
+// an error (the agent runs on defaults); a missing file named explicitly is.
+func Load(path string, explicit bool) (Config, error) {
+	cfg := Default()
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) && !explicit {
+		return cfg, nil
+	}
+	if err != nil {
+		return cfg, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse decodes data (named file in errors) over Default() and validates it.
+func Parse(file string, data []byte) (Config, error) {
+	cfg := Default()
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		line := 0
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			fmt.Sscanf(cleanPrefix(err.Error()), "line %d", &line)
+		}
+		return cfg, Errors{{File: file, Line: line, Msg: "not valid YAML: " + cleanYAMLError(err)}}
+	}
+	d := &decoder{file: file, pos: map[string][2]int{}}
+	d.decode(&root, reflect.ValueOf(&cfg).Elem(), "")
+	if len(d.errs) == 0 {
+		cfg.validate(d)
+	}
+	if len(d.errs) > 0 {
+		return cfg, d.errs
+	}
+	return cfg, nil
+}
+
+func cleanPrefix(s string) string {
+	if len(s) > 6 && s[:6] == "yaml: " {
+		return s[6:]
+	}
+	return s
+}
+
+// validate checks values, reporting at the key's position when it came from
+// the file.
+func (c *Config) validate(d *decoder) {
+	bad := func(key, format string, args ...any) {
+		e := &Error{File: d.file, Key: key, Msg: fmt.Sprintf(format, args...)}
+		if p, ok := d.pos[key]; ok {
+			e.Line, e.Column = p[0], p[1]
+		}
+		d.errs = append(d.errs, e)
+	}
+	if c.StateDir == "" {
+		bad("state_dir", "must not be empty")
+	}
+	atLeast(bad, "shutdown_timeout", c.ShutdownTimeout, 100*time.Millisecond)
+	oneOf(bad, "log.level", c.Log.Level, "debug", "info", "warn", "error")
+	oneOf(bad, "log.format", c.Log.Format, "auto", "journal", "console", "json")
+	atLeast(bad, "imds.timeout", c.IMDS.Timeout, 100*time.Millisecond)
+	atLeast(bad, "sinks.summary_interval", c.Sinks.SummaryInterval, time.Second)
+	atLeast(bad, "host.interval", c.Host.Interval, 100*time.Millisecond)
+}
+
+func oneOf(bad func(string, string, ...any), key, v string, allowed ...string) {
+	for _, a := range allowed {
+		if v == a {
+			return
+		}
+	}
+	bad(key, "want one of %v, got %q", allowed, v)
+}
+
+func atLeast(bad func(string, string, ...any), key string, v Duration, min time.Duration) {
+	if v.D() < min {
+		bad(key, "want a duration of at least %s, got %s", min, v.D())
+	}
+}
