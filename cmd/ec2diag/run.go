@@ -8,9 +8,11 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/ec2diag/ec2diag/agent"
 	"github.com/ec2diag/ec2diag/collectors/host"
+	"github.com/ec2diag/ec2diag/collectors/logsource"
 	"github.com/ec2diag/ec2diag/internal/config"
 	"github.com/ec2diag/ec2diag/internal/imds"
 	"github.com/ec2diag/ec2diag/internal/logging"
@@ -126,6 +128,23 @@ func builder(log *zap.Logger, print bool) agent.Builder {
 		p := &agent.Pipeline{}
 		p.Collectors = append(p.Collectors, &host.Collector{Interval: cfg.Host.Interval.D()})
 		desc := []string{fmt.Sprintf("host every %s", cfg.Host.Interval.D())}
+
+		loc, err := cfg.Syslog.Location()
+		if err != nil {
+			return nil, err
+		}
+		useJournal := logsource.UseJournal(cfg.Syslog.Source, cfg.Syslog.Files)
+		src := logsource.New(logsource.Options{
+			Files: cfg.Syslog.Files, Journal: useJournal, StateDir: cfg.StateDir, FromStart: cfg.Syslog.FromStart,
+			Location: loc, CheckpointEvery: cfg.Syslog.CheckpointInterval.D(), PollInterval: cfg.Syslog.PollInterval.D(),
+			MaxLineBytes: cfg.Syslog.MaxLineBytes, Log: log.Named("logsource"),
+		})
+		p.Collectors = append(p.Collectors, &logsource.Collector{Source: src, StatsInterval: time.Minute})
+		if useJournal {
+			desc = append(desc, "reading the journal")
+		} else {
+			desc = append(desc, "tailing "+strings.Join(cfg.Syslog.Files, ", "))
+		}
 
 		p.Sinks = append(p.Sinks, logsink.New(log.Named("summary"), cfg.Sinks.SummaryInterval.D()))
 		if cfg.Sinks.File.Path != "" {

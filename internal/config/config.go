@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"reflect"
 	"time"
 
@@ -46,6 +47,7 @@ type Config struct {
 	IMDS            IMDS       `yaml:"imds"`
 	Sinks           Sinks      `yaml:"sinks"`
 	Host            HostConfig `yaml:"host"`
+	Syslog          Syslog     `yaml:"syslog"`
 }
 
 // Log selects the agent's own logging.
@@ -87,6 +89,13 @@ func Default() Config {
 		IMDS:            IMDS{Timeout: Duration(2 * time.Second)},
 		Sinks:           Sinks{SummaryInterval: Duration(5 * time.Minute)},
 		Host:            HostConfig{Interval: Duration(5 * time.Second)},
+		Syslog: Syslog{
+			Source:             "auto",
+			Files:              []string{"/var/log/syslog", "/var/log/auth.log"},
+			MaxLineBytes:       64 << 10,
+			PollInterval:       Duration(time.Second),
+			CheckpointInterval: Duration(time.Second),
+		},
 	}
 }
 
@@ -153,6 +162,22 @@ func (c *Config) validate(d *decoder) {
 	atLeast(bad, "imds.timeout", c.IMDS.Timeout, 100*time.Millisecond)
 	atLeast(bad, "sinks.summary_interval", c.Sinks.SummaryInterval, time.Second)
 	atLeast(bad, "host.interval", c.Host.Interval, 100*time.Millisecond)
+	oneOf(bad, "syslog.source", c.Syslog.Source, "auto", "files", "journal")
+	if c.Syslog.Source != "journal" && len(c.Syslog.Files) == 0 {
+		bad("syslog.files", "want at least one file (or source: journal)")
+	}
+	for i, f := range c.Syslog.Files {
+		if !filepath.IsAbs(f) {
+			bad(fmt.Sprintf("syslog.files[%d]", i), "want an absolute path, got %q", f)
+		}
+	}
+	if _, err := c.Syslog.Location(); err != nil {
+		bad("syslog.timezone", "unknown time zone %q (want an IANA name like \"Europe/Berlin\")", c.Syslog.Timezone)
+	}
+	if c.Syslog.MaxLineBytes < 256 || c.Syslog.MaxLineBytes > 16<<20 {
+		bad("syslog.max_line_bytes", "want 256 to 16777216, got %d", c.Syslog.MaxLineBytes)
+	}
+	atLeast(bad, "syslog.poll_interval", c.Syslog.PollInterval, 10*time.Millisecond)
 }
 
 func oneOf(bad func(string, string, ...any), key, v string, allowed ...string) {
@@ -168,4 +193,27 @@ func atLeast(bad func(string, string, ...any), key string, v Duration, min time.
 	if v.D() < min {
 		bad(key, "want a duration of at least %s, got %s", min, v.D())
 	}
+}
+
+// Syslog configures where log lines come from.
+type Syslog struct {
+	// Source: auto (files if the first file exists, else the journal),
+	// files, or journal.
+	Source string   `yaml:"source"`
+	Files  []string `yaml:"files"`
+	// Timezone for traditional timestamps (IANA name); empty: the host's.
+	Timezone string `yaml:"timezone"`
+	// FromStart reads existing content when there is no checkpoint yet.
+	FromStart          bool     `yaml:"from_start"`
+	MaxLineBytes       int      `yaml:"max_line_bytes"`
+	PollInterval       Duration `yaml:"poll_interval"`
+	CheckpointInterval Duration `yaml:"checkpoint_interval"`
+}
+
+// Location resolves Timezone; nil means the host's zone.
+func (s Syslog) Location() (*time.Location, error) {
+	if s.Timezone == "" {
+		return nil, nil
+	}
+	return time.LoadLocation(s.Timezone)
 }

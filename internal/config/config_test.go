@@ -28,7 +28,7 @@ func TestParseErrors(t *testing.T) {
 		name, yaml string
 		want       []string // substrings of the one-line errors, in order
 	}{
-		{"unknown top key", "state_dri: /x\n", []string{"c.yaml:1:1: state_dri: unknown key", "known keys here: host, imds, log, shutdown_timeout, sinks, state_dir"}},
+		{"unknown top key", "state_dri: /x\n", []string{"c.yaml:1:1: state_dri: unknown key", "known keys here: host, imds, log, shutdown_timeout, sinks, state_dir, syslog"}},
 		{"unknown nested key", "log:\n  levle: debug\n", []string{"c.yaml:2:3: log.levle: unknown key"}},
 		{"bad duration", "host:\n  interval: fast\n", []string{`c.yaml:2:13: host.interval: want a duration like "30s", got "fast"`}},
 		{"bare number duration", "host:\n  interval: 5\n", []string{`host.interval: want a duration like "30s", got "5"`}},
@@ -38,6 +38,9 @@ func TestParseErrors(t *testing.T) {
 		{"too short", "host:\n  interval: 1ms\n", []string{"c.yaml:2:13: host.interval: want a duration of at least 100ms, got 1ms"}},
 		{"duplicate key", "log:\n  level: info\n  level: warn\n", []string{"c.yaml:3:3: log.level: key given twice"}},
 		{"several at once", "nope: 1\nlog:\n  format: xml\n  x: 1\n", []string{"c.yaml:1:1: nope: unknown key", "c.yaml:4:3: log.x: unknown key"}},
+		{"relative file", "syslog:\n  files: [syslog]\n", []string{`c.yaml:2:11: syslog.files[0]: want an absolute path, got "syslog"`}},
+		{"bad zone", "syslog:\n  timezone: Mars/Base\n", []string{`c.yaml:2:13: syslog.timezone: unknown time zone "Mars/Base"`}},
+		{"list expected", "syslog:\n  files: /var/log/syslog\n", []string{`c.yaml:2:10: syslog.files: want a list, got "/var/log/syslog"`}},
 		{"not yaml", "log: [\n", []string{"c.yaml:", "not valid YAML"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,269 @@
+package logsource
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ec2diag/ec2diag/internal/syslog"
+	"github.com/ec2diag/ec2diag/internal/tail"
+	"go.uber.org/zap"
+)
+
+// journalReader follows the journal through `journalctl -o json --follow`,
+// resuming after the persisted cursor. journalctl is on every systemd host
+// and needs no cgo, unlike sd-journal bindings.
+type journalReader struct {
+	o     Options
+	log   *zap.Logger
+	lines atomic.Uint64
+	bad   atomic.Uint64
+
+	mu        sync.Mutex
+	pending   []*jpending
+	committed string
+	dirty     bool
+	lastSave  time.Time
+}
+
+type jpending struct {
+	cursor string
+	done   bool
+}
+
+// JournalEntry is the part of `journalctl -o json` the agent reads.
+type JournalEntry struct {
+	Cursor     string          `json:"__CURSOR"`
+	Realtime   string          `json:"__REALTIME_TIMESTAMP"`
+	Hostname   string          `json:"_HOSTNAME"`
+	Identifier string          `json:"SYSLOG_IDENTIFIER"`
+	SyslogPID  string          `json:"SYSLOG_PID"`
+	PID        string          `json:"_PID"`
+	Comm       string          `json:"_COMM"`
+	Message    json.RawMessage `json:"MESSAGE"`
+}
+
+// ParseJournalJSON decodes one line of `journalctl -o json` into an Entry.
+// MESSAGE may be a string, an array of bytes (non-UTF-8 data) or null.
+func ParseJournalJSON(b []byte) (Entry, error) {
+	var je JournalEntry
+	if err := json.Unmarshal(b, &je); err != nil {
+		return Entry{}, err
+	}
+	var e Entry
+	e.Cursor = je.Cursor
+	e.Raw = tail.Line{Data: b, File: "journal"}
+	us, err := strconv.ParseInt(je.Realtime, 10, 64)
+	if err != nil {
+		return e, fmt.Errorf("bad __REALTIME_TIMESTAMP %q", je.Realtime)
+	}
+	e.Line.Time = time.UnixMicro(us)
+	e.Line.Host = []byte(je.Hostname)
+	prog := je.Identifier
+	if prog == "" {
+		prog = je.Comm
+	}
+	e.Line.Program = []byte(prog)
+	pid := je.SyslogPID
+	if pid == "" {
+		pid = je.PID
+	}
+	e.Line.PID, _ = strconv.Atoi(pid)
+	switch {
+	case len(je.Message) == 0 || string(je.Message) == "null":
+	case je.Message[0] == '"':
+		var s string
+		if err := json.Unmarshal(je.Message, &s); err != nil {
+			return e, err
+		}
+		e.Line.Message = []byte(s)
+	case je.Message[0] == '[':
+		var bs []byte
+		var ints []int
+		if err := json.Unmarshal(je.Message, &ints); err != nil {
+			return e, fmt.Errorf("MESSAGE: %w", err)
+		}
+		for _, v := range ints {
+			bs = append(bs, byte(v))
+		}
+		e.Line.Message = bs
+	default:
+		return e, fmt.Errorf("MESSAGE of unexpected JSON type")
+	}
+	e.Line.Format = syslog.FormatRFC3339
+	e.Line.Parsed = true
+	return e, nil
+}
+
+func (j *journalReader) cursorFile() string { return filepath.Join(j.o.StateDir, "journal.cursor") }
+
+func (j *journalReader) run(ctx context.Context, h Handler) error {
+	if b, err := os.ReadFile(j.cursorFile()); err == nil {
+		j.committed = strings.TrimSpace(string(b))
+	}
+	defer j.save(true)
+	backoff := time.Second
+	for {
+		err := j.follow(ctx, h)
+		if ctx.Err() != nil {
+			return nil
+		}
+		j.log.Warn("journalctl ended; restarting", zap.Error(err), zap.Duration("after", backoff))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		if backoff < time.Minute {
+			backoff *= 2
+		}
+	}
+}
+
+func (j *journalReader) follow(ctx context.Context, h Handler) error {
+	args := []string{"-o", "json", "--follow", "--no-pager", "--no-tail"}
+	j.mu.Lock()
+	cur := j.committed
+	j.mu.Unlock()
+	switch {
+	case cur != "":
+		args = append(args, "--after-cursor", cur)
+	case !j.o.FromStart:
+		args = append(args, "--lines", "0")
+	}
+	args = append(args, j.o.JournalArgs...)
+	cmd := exec.CommandContext(ctx, "journalctl", args...)
+	// journalctl must not inherit NOTIFY_SOCKET (NotifyAccess=main).
+	cmd.Env = withoutEnv(os.Environ(), "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	stderr := &strings.Builder{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start journalctl: %w", err)
+	}
+	j.log.Info("reading the journal (no syslog file)", zap.String(tail.KeyEvent, "source_journal"), zap.String("after_cursor", cur))
+	r := bufio.NewReaderSize(out, 256<<10)
+	batch := make([]Entry, 0, 64)
+	var last string
+	for {
+		line, err := r.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			// An entry bigger than the buffer: skip it whole, counted.
+			j.bad.Add(1)
+			for err == bufio.ErrBufferFull {
+				_, err = r.ReadSlice('\n')
+			}
+			continue
+		}
+		if len(line) > 0 && err == nil {
+			e, perr := ParseJournalJSON(line[:len(line)-1])
+			if perr != nil {
+				j.bad.Add(1)
+			} else {
+				j.lines.Add(1)
+				e.Raw.Data = append([]byte(nil), e.Raw.Data...)
+				batch = append(batch, e)
+				last = e.Cursor
+			}
+		}
+		if len(batch) > 0 && (r.Buffered() == 0 || len(batch) == cap(batch) || err != nil) {
+			if herr := j.hand(batch, last, h); herr != nil {
+				cmd.Process.Kill()
+				cmd.Wait()
+				return herr
+			}
+			batch = batch[:0]
+			j.save(false)
+		}
+		if err != nil {
+			werr := cmd.Wait()
+			if werr == nil {
+				werr = fmt.Errorf("journalctl exited: %s", strings.TrimSpace(stderr.String()))
+			}
+			return werr
+		}
+	}
+}
+
+func (j *journalReader) hand(batch []Entry, cursor string, h Handler) error {
+	p := &jpending{cursor: cursor}
+	j.mu.Lock()
+	j.pending = append(j.pending, p)
+	j.mu.Unlock()
+	var once sync.Once
+	return h(batch, func() {
+		once.Do(func() {
+			j.mu.Lock()
+			p.done = true
+			for len(j.pending) > 0 && j.pending[0].done {
+				j.committed = j.pending[0].cursor
+				j.dirty = true
+				j.pending = j.pending[1:]
+			}
+			j.mu.Unlock()
+		})
+	})
+}
+
+func (j *journalReader) save(force bool) {
+	j.mu.Lock()
+	if !j.dirty || (!force && j.o.CheckpointEvery > 0 && time.Since(j.lastSave) < j.o.CheckpointEvery) {
+		j.mu.Unlock()
+		return
+	}
+	c := j.committed
+	j.dirty, j.lastSave = false, time.Now()
+	j.mu.Unlock()
+	if err := writeAtomic(j.cursorFile(), []byte(c+"\n")); err != nil {
+		j.log.Warn("cannot write journal cursor", zap.Error(err))
+	}
+}
+
+func writeAtomic(path string, b []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func withoutEnv(env []string, names ...string) []string {
+	out := env[:0:0]
+next:
+	for _, kv := range env {
+		for _, n := range names {
+			if strings.HasPrefix(kv, n+"=") {
+				continue next
+			}
+		}
+		out = append(out, kv)
+	}
+	return out
+}

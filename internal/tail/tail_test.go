@@ -1,0 +1,404 @@
+package tail
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+type harness struct {
+	t      *testing.T
+	dir    string
+	path   string
+	state  string
+	lines  chan Line
+	cancel context.CancelFunc
+	done   chan error
+	f      *Follower
+	w      *os.File // the writer's fd, like rsyslog's
+	next   int      // next number to write
+	seen   int      // next number expected
+	atEnd  bool     // start at the end when there is no checkpoint
+}
+
+func newHarness(t *testing.T) *harness {
+	dir := t.TempDir()
+	return &harness{t: t, dir: dir, path: filepath.Join(dir, "syslog"), state: filepath.Join(dir, "state"), next: 1, seen: 1}
+}
+
+func (h *harness) start() {
+	h.t.Helper()
+	h.lines = make(chan Line, 100000)
+	h.f = New(Options{Path: h.path, StateDir: h.state, FromStart: !h.atEnd, PollInterval: 50 * time.Millisecond, RotateGrace: 200 * time.Millisecond, MaxLineBytes: 1024})
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel, h.done = cancel, make(chan error, 1)
+	go func() {
+		h.done <- h.f.Run(ctx, func(b []Line, ack func()) error {
+			for _, l := range b {
+				l.Data = append([]byte(nil), l.Data...)
+				h.lines <- l
+			}
+			ack()
+			return nil
+		})
+	}()
+	h.t.Cleanup(func() { h.stop() })
+}
+
+func (h *harness) stop() {
+	if h.cancel == nil {
+		return
+	}
+	h.cancel()
+	if err := <-h.done; err != nil {
+		h.t.Errorf("Run: %v", err)
+	}
+	h.cancel = nil
+}
+
+// open (re)opens the writer on path, creating it.
+func (h *harness) open() {
+	h.t.Helper()
+	if h.w != nil {
+		h.w.Close()
+	}
+	w, err := os.OpenFile(h.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.w = w
+	h.t.Cleanup(func() { w.Close() })
+}
+
+func (h *harness) write(n int) {
+	h.t.Helper()
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, "line %d\n", h.next)
+		h.next++
+	}
+	if _, err := h.w.WriteString(b.String()); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// expectAll waits for every written line, exactly once and in order.
+func (h *harness) expectAll() {
+	h.t.Helper()
+	deadline := time.After(10 * time.Second)
+	for h.seen < h.next {
+		select {
+		case l := <-h.lines:
+			want := fmt.Sprintf("line %d", h.seen)
+			if string(l.Data) != want {
+				h.t.Fatalf("got %q (from %s@%d), want %q", l.Data, l.File, l.Offset, want)
+			}
+			h.seen++
+		case <-deadline:
+			h.t.Fatalf("timed out waiting for line %d (written up to %d)", h.seen, h.next-1)
+		}
+	}
+	select {
+	case l := <-h.lines:
+		h.t.Fatalf("extra line %q after all %d were seen", l.Data, h.next-1)
+	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+func TestFollowShapes(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		run  func(h *harness)
+	}{
+		{"append", func(h *harness) {
+			h.open()
+			h.start()
+			h.write(10)
+			h.expectAll()
+			h.write(1000)
+			h.expectAll()
+		}},
+		{"rename and create; old file still written until HUP", func(h *harness) {
+			h.open()
+			h.start()
+			h.write(50)
+			h.expectAll()
+			os.Rename(h.path, h.path+".1")
+			h.write(3) // rsyslog has not had its HUP yet
+			old := h.w
+			h.w = nil
+			h.open()
+			old.Close()
+			h.write(20)
+			h.expectAll()
+			if h.f.Stats.Rotations.Load() != 1 {
+				t.Errorf("rotations = %d, want 1", h.f.Stats.Rotations.Load())
+			}
+		}},
+		{"copytruncate", func(h *harness) {
+			h.open()
+			h.start()
+			h.write(30)
+			h.expectAll()
+			h.stopReading(func() {
+				h.write(5) // not yet read when logrotate copies
+				copyFile(h.t, h.path, h.path+".1")
+				os.Truncate(h.path, 0)
+			})
+			h.write(7)
+			h.expectAll()
+		}},
+		{"truncate", func(h *harness) {
+			h.open()
+			h.start()
+			h.write(30)
+			h.expectAll()
+			os.Truncate(h.path, 0)
+			time.Sleep(150 * time.Millisecond)
+			h.write(4)
+			h.expectAll()
+		}},
+		{"delete and re-create", func(h *harness) {
+			h.open()
+			h.start()
+			h.write(10)
+			h.expectAll()
+			os.Remove(h.path)
+			h.write(2) // still reaches the deleted inode
+			h.w.Close()
+			h.w = nil
+			time.Sleep(150 * time.Millisecond)
+			h.open()
+			h.write(5)
+			h.expectAll()
+		}},
+		{"file does not exist yet", func(h *harness) {
+			h.start()
+			time.Sleep(150 * time.Millisecond)
+			h.open()
+			h.write(5)
+			h.expectAll()
+		}},
+		{"open error warns and retries", func(h *harness) {
+			os.Symlink("loop", filepath.Join(h.dir, "loop"))
+			os.Symlink("loop", h.path) // ELOOP: not ENOENT, a real open error
+			h.start()
+			time.Sleep(200 * time.Millisecond)
+			if h.f.Stats.OpenErrors.Load() == 0 {
+				t.Error("no open error counted")
+			}
+			os.Remove(h.path)
+			h.open()
+			h.write(3)
+			h.expectAll()
+		}},
+		{"partial line waits for its newline", func(h *harness) {
+			h.open()
+			h.start()
+			h.w.WriteString("line 1\nline ")
+			time.Sleep(200 * time.Millisecond)
+			h.w.WriteString("2\n")
+			h.next = 3
+			h.expectAll()
+		}},
+		{"NUL run after a crash", func(h *harness) {
+			h.open()
+			h.start()
+			h.write(3)
+			h.expectAll()
+			h.w.Write(make([]byte, 4096))
+			time.Sleep(100 * time.Millisecond)
+			h.write(2)
+			h.expectAll()
+			if h.f.Stats.NULBytes.Load() != 4096 {
+				t.Errorf("NUL bytes counted %d, want 4096", h.f.Stats.NULBytes.Load())
+			}
+		}},
+		{"long line capped", func(h *harness) {
+			h.open()
+			h.start()
+			h.write(1)
+			h.w.WriteString(strings.Repeat("x", 5000) + "\n")
+			h.expectAllBut(func(l Line) bool { return l.Truncated && len(l.Data) == 1024 })
+			h.write(1)
+			h.expectAll()
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { tc.run(newHarness(t)) })
+	}
+}
+
+// expectAllBut is expectAll where one extra line matching ok is expected
+// right after the numbered ones written so far.
+func (h *harness) expectAllBut(ok func(Line) bool) {
+	h.t.Helper()
+	h.expectUpTo()
+	select {
+	case l := <-h.lines:
+		if !ok(l) {
+			h.t.Fatalf("unexpected line %q (truncated=%v len=%d)", l.Data, l.Truncated, len(l.Data))
+		}
+	case <-time.After(5 * time.Second):
+		h.t.Fatal("the special line never came")
+	}
+}
+
+func (h *harness) expectUpTo() {
+	deadline := time.After(10 * time.Second)
+	for h.seen < h.next {
+		select {
+		case l := <-h.lines:
+			if want := fmt.Sprintf("line %d", h.seen); string(l.Data) != want {
+				h.t.Fatalf("got %q, want %q", l.Data, want)
+			}
+			h.seen++
+		case <-deadline:
+			h.t.Fatalf("timed out waiting for line %d", h.seen)
+		}
+	}
+}
+
+// stopReading runs fn while the follower is stopped, then restarts it: the
+// changes happen "while the agent is down".
+func (h *harness) stopReading(fn func()) {
+	h.stop()
+	fn()
+	h.start()
+}
+
+func gzipFile(t *testing.T, from, to string) {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	z := gzip.NewWriter(&buf)
+	z.Write(b)
+	z.Close()
+	if err := os.WriteFile(to, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(from)
+}
+
+func copyFile(t *testing.T, from, to string) {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestResume(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		down func(h *harness) // what happens while the follower is stopped
+	}{
+		{"plain restart", func(h *harness) { h.write(5) }},
+		{"rotated while down", func(h *harness) {
+			h.write(5)
+			os.Rename(h.path, h.path+".1")
+			h.open()
+			h.write(5)
+		}},
+		{"rotated, old one compressed away", func(h *harness) {
+			os.Rename(h.path, h.path+".1.gz")
+			h.open()
+			h.write(5)
+		}},
+		{"rotated twice while down, older one gzipped", func(h *harness) {
+			h.write(5)
+			os.Rename(h.path, h.path+".1")
+			h.open()
+			h.write(5)
+			gzipFile(h.t, h.path+".1", h.path+".2.gz")
+			os.Rename(h.path, h.path+".1")
+			h.open()
+			h.write(5)
+		}},
+		{"copytruncated while down", func(h *harness) {
+			h.write(5)
+			copyFile(h.t, h.path, h.path+".1")
+			os.Truncate(h.path, 0)
+			h.write(3)
+		}},
+		{"inode reused with new content", func(h *harness) {
+			os.Truncate(h.path, 0)
+			h.write(3)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.open()
+			h.write(10)
+			h.start()
+			h.expectAll()
+			h.stop()
+			tc.down(h)
+			h.start()
+			h.write(4)
+			h.expectAll()
+		})
+	}
+}
+
+func TestStartAtEndWithoutCheckpoint(t *testing.T) {
+	h := newHarness(t)
+	h.open()
+	h.write(10)
+	h.w.WriteString("half a li")
+	h.seen = 11
+	h.atEnd = true
+	h.start()
+	time.Sleep(100 * time.Millisecond)
+	h.w.WriteString("ne\n")
+	select {
+	case l := <-h.lines:
+		if string(l.Data) != "half a line" {
+			t.Errorf("first line %q, want the line in progress at start, whole", l.Data)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("nothing read")
+	}
+}
+
+// Acks may come late and out of the handler's call order; the checkpoint
+// must only cover batches whose acks all arrived.
+func TestCheckpointOnlyAfterAck(t *testing.T) {
+	h := newHarness(t)
+	h.open()
+	h.write(3)
+	var acks []func()
+	got := make(chan int, 10)
+	f := New(Options{Path: h.path, StateDir: h.state, FromStart: true, PollInterval: 20 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- f.Run(ctx, func(b []Line, ack func()) error {
+			acks = append(acks, ack)
+			got <- len(b)
+			return nil
+		})
+	}()
+	<-got
+	time.Sleep(100 * time.Millisecond)
+	cancel()
+	<-done
+	if ck, _ := loadCheckpoint(h.state, h.path); ck != nil && ck.Offset != 0 {
+		t.Fatalf("checkpoint at %d before any ack; want 0", ck.Offset)
+	}
+	acks[0]()
+	f.save(true)
+	ck, _ := loadCheckpoint(h.state, h.path)
+	if ck == nil || ck.Offset != int64(len("line 1\nline 2\nline 3\n")) {
+		t.Fatalf("checkpoint after ack: %+v", ck)
+	}
+}
