@@ -388,7 +388,7 @@ func kernelLine(msg []byte, ev *Event) bool {
 		ev.Type, ev.Comm = TypeOOMInvoked, string(msg[:bytes.Index(msg, []byte(" invoked oom-killer: "))])
 		ev.Message = string(msg)
 		return true
-	case bytes.HasPrefix(msg, []byte("INFO: task ")) && bytes.Contains(msg, []byte(" blocked for more than ")):
+	case bytes.HasPrefix(msg, []byte("INFO: task ")) && bytes.Index(msg, []byte(" blocked for more than ")) >= len("INFO: task "):
 		t := msg[len("INFO: task "):bytes.Index(msg, []byte(" blocked for more than "))]
 		if c := bytes.LastIndexByte(t, ':'); c > 0 {
 			ev.Comm = string(t[:c])
