@@ -63,7 +63,7 @@ func TestJournalNativeOnTheWire(t *testing.T) {
 	if !ok {
 		t.Fatal("no EC2DIAG_EVENT=summary entry")
 	}
-	if s["PRIORITY"] != "6" || s["EC2DIAG_COMPONENT"] != "summary" || !strings.Contains(s["LATEST"], "mem_available_pct=") {
+	if s["PRIORITY"] != "6" || s["EC2DIAG_COMPONENT"] != "events" || !strings.Contains(s["LATEST"], "mem_available_pct=") {
 		t.Errorf("summary entry %v", s)
 	}
 	c.cmd.Process.Signal(syscall.SIGTERM)

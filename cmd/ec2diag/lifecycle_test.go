@@ -108,7 +108,7 @@ func TestLifecycleNotifyReloadStop(t *testing.T) {
 		t.Errorf("READY=1 from pid %d, want the agent's pid %d", ready.PID, c.cmd.Process.Pid)
 	}
 	st, _ := ns.Expect(t, "STATUS=", 5*time.Second)
-	if !strings.Contains(st.State, "local mode") || !strings.Contains(st.State, "host every 100ms") {
+	if !strings.Contains(st.State, "local mode") || !strings.Contains(st.State, "sampling every 100ms") {
 		t.Errorf("STATUS %q: want the mode and what it runs", st.State)
 	}
 	var pings []time.Time

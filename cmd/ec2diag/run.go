@@ -6,19 +6,13 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
-	"time"
 
 	"github.com/ec2diag/ec2diag/agent"
-	"github.com/ec2diag/ec2diag/collectors/host"
-	"github.com/ec2diag/ec2diag/collectors/logsource"
 	"github.com/ec2diag/ec2diag/internal/config"
 	"github.com/ec2diag/ec2diag/internal/imds"
 	"github.com/ec2diag/ec2diag/internal/logging"
 	"github.com/ec2diag/ec2diag/internal/sdnotify"
-	"github.com/ec2diag/ec2diag/internal/sink/jsonl"
-	"github.com/ec2diag/ec2diag/internal/sink/logsink"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 )
@@ -119,46 +113,4 @@ func detectMode(ctx context.Context, cfg config.Config, log *zap.Logger) string 
 	log.Info("running on EC2", zap.String("instance_id", id.InstanceID), zap.String("region", id.Region),
 		zap.String("instance_type", id.InstanceType), zap.String("image_id", id.ImageID))
 	return "instance " + id.InstanceID
-}
-
-// builder turns a config into collectors and sinks. It opens files so that
-// a reload with an unusable path fails before the old pipeline stops.
-func builder(log *zap.Logger, print bool) agent.Builder {
-	return func(ctx context.Context, cfg config.Config) (*agent.Pipeline, error) {
-		p := &agent.Pipeline{}
-		p.Collectors = append(p.Collectors, &host.Collector{Interval: cfg.Host.Interval.D()})
-		desc := []string{fmt.Sprintf("host every %s", cfg.Host.Interval.D())}
-
-		loc, err := cfg.Syslog.Location()
-		if err != nil {
-			return nil, err
-		}
-		useJournal := logsource.UseJournal(cfg.Syslog.Source, cfg.Syslog.Files)
-		src := logsource.New(logsource.Options{
-			Files: cfg.Syslog.Files, Journal: useJournal, StateDir: cfg.StateDir, FromStart: cfg.Syslog.FromStart,
-			Location: loc, CheckpointEvery: cfg.Syslog.CheckpointInterval.D(), PollInterval: cfg.Syslog.PollInterval.D(),
-			MaxLineBytes: cfg.Syslog.MaxLineBytes, Log: log.Named("logsource"),
-		})
-		p.Collectors = append(p.Collectors, &logsource.Collector{Source: src, StatsInterval: time.Minute})
-		if useJournal {
-			desc = append(desc, "reading the journal")
-		} else {
-			desc = append(desc, "tailing "+strings.Join(cfg.Syslog.Files, ", "))
-		}
-
-		p.Sinks = append(p.Sinks, logsink.New(log.Named("summary"), cfg.Sinks.SummaryInterval.D()))
-		if cfg.Sinks.File.Path != "" {
-			s, err := jsonl.Open(cfg.Sinks.File.Path)
-			if err != nil {
-				return nil, err
-			}
-			p.Sinks = append(p.Sinks, s)
-			desc = append(desc, "file sink "+cfg.Sinks.File.Path)
-		}
-		if print {
-			p.Sinks = append(p.Sinks, jsonl.New("stdout", os.Stdout, nil))
-		}
-		p.Describe = strings.Join(desc, ", ")
-		return p, nil
-	}
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -47,6 +48,9 @@ type Config struct {
 	IMDS            IMDS       `yaml:"imds"`
 	Sinks           Sinks      `yaml:"sinks"`
 	Host            HostConfig `yaml:"host"`
+	Spikes          Spikes     `yaml:"spikes"`
+	Incidents       Incidents  `yaml:"incidents"`
+	Jobs            Jobs       `yaml:"jobs"`
 	Syslog          Syslog     `yaml:"syslog"`
 }
 
@@ -89,6 +93,14 @@ func Default() Config {
 		IMDS:            IMDS{Timeout: Duration(2 * time.Second)},
 		Sinks:           Sinks{SummaryInterval: Duration(5 * time.Minute)},
 		Host:            HostConfig{Interval: Duration(5 * time.Second)},
+		Spikes: Spikes{
+			CPUHigh: 90, CPULow: 70, EnterSamples: 2, ExitSamples: 3,
+			MemAvailableLow: 10, MemAvailableHigh: 15, PSIMemoryFull: 10,
+			FastInterval: Duration(time.Second), SnapshotEvery: Duration(30 * time.Second),
+			JobWindow: Duration(2 * time.Minute), TopProcesses: 10, Console: "/dev/kmsg",
+		},
+		Incidents: Incidents{MaxFileBytes: 16 << 20, KeepFiles: 4},
+		Jobs:      Jobs{Names: []JobName{}},
 		Syslog: Syslog{
 			Source:             "auto",
 			Files:              []string{"/var/log/syslog", "/var/log/auth.log"},
@@ -178,6 +190,29 @@ func (c *Config) validate(d *decoder) {
 		bad("syslog.max_line_bytes", "want 256 to 16777216, got %d", c.Syslog.MaxLineBytes)
 	}
 	atLeast(bad, "syslog.poll_interval", c.Syslog.PollInterval, 10*time.Millisecond)
+	sp := c.Spikes
+	if sp.CPUHigh <= 0 || sp.CPUHigh > 100 || sp.CPULow < 0 || sp.CPULow >= sp.CPUHigh {
+		bad("spikes.cpu_low", "want 0 <= cpu_low < cpu_high <= 100, got cpu_low %v, cpu_high %v", sp.CPULow, sp.CPUHigh)
+	}
+	if sp.MemAvailableLow < 0 || sp.MemAvailableHigh < sp.MemAvailableLow || sp.MemAvailableHigh > 100 {
+		bad("spikes.mem_available_high", "want 0 <= mem_available_low <= mem_available_high <= 100")
+	}
+	if sp.EnterSamples < 1 || sp.ExitSamples < 1 {
+		bad("spikes.enter_samples", "want enter_samples and exit_samples of at least 1")
+	}
+	if sp.TopProcesses < 1 || sp.TopProcesses > 100 {
+		bad("spikes.top_processes", "want 1 to 100, got %d", sp.TopProcesses)
+	}
+	atLeast(bad, "spikes.fast_interval", sp.FastInterval, 100*time.Millisecond)
+	atLeast(bad, "spikes.snapshot_every", sp.SnapshotEvery, time.Second)
+	if c.Incidents.MaxFileBytes < 64<<10 || c.Incidents.KeepFiles < 1 {
+		bad("incidents.max_file_bytes", "want max_file_bytes >= 65536 and keep_files >= 1")
+	}
+	for i, n := range c.Jobs.Names {
+		if _, err := regexp.Compile(n.Pattern); err != nil || n.Name == "" {
+			bad(fmt.Sprintf("jobs.names[%d]", i), "want a valid regular expression in pattern and a name, got pattern %q", n.Pattern)
+		}
+	}
 }
 
 func oneOf(bad func(string, string, ...any), key, v string, allowed ...string) {
@@ -216,4 +251,38 @@ func (s Syslog) Location() (*time.Location, error) {
 		return nil, nil
 	}
 	return time.LoadLocation(s.Timezone)
+}
+
+// Spikes configures spike detection and evidence.
+type Spikes struct {
+	CPUHigh          float64  `yaml:"cpu_high"`
+	CPULow           float64  `yaml:"cpu_low"`
+	EnterSamples     int      `yaml:"enter_samples"`
+	ExitSamples      int      `yaml:"exit_samples"`
+	MemAvailableLow  float64  `yaml:"mem_available_low"`
+	MemAvailableHigh float64  `yaml:"mem_available_high"`
+	PSIMemoryFull    float64  `yaml:"psi_memory_full"`
+	FastInterval     Duration `yaml:"fast_interval"`
+	SnapshotEvery    Duration `yaml:"snapshot_every"`
+	JobWindow        Duration `yaml:"job_window"`
+	TopProcesses     int      `yaml:"top_processes"`
+	// Console is where the one-line onset notice goes ("" = off).
+	Console string `yaml:"console"`
+}
+
+// Incidents bounds the evidence store.
+type Incidents struct {
+	MaxFileBytes int64 `yaml:"max_file_bytes"`
+	KeepFiles    int   `yaml:"keep_files"`
+}
+
+// Jobs configures job naming.
+type Jobs struct {
+	Names []JobName `yaml:"names"`
+}
+
+// JobName maps commands matching Pattern (a regular expression) to Name.
+type JobName struct {
+	Pattern string `yaml:"pattern"`
+	Name    string `yaml:"name"`
 }

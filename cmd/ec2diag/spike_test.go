@@ -1,0 +1,230 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ec2diag/ec2diag/internal/incident"
+	"github.com/ec2diag/ec2diag/internal/testkit"
+)
+
+const spikeInterval = 500 * time.Millisecond
+
+type spikeEnv struct {
+	t      *testing.T
+	dir    string
+	syslog string
+	state  string
+	kmsg   string
+	agent  *child
+}
+
+// startSpikeAgent runs the agent on a syslog file of its own, with a CPU
+// threshold one burning core on this 2-vCPU machine crosses.
+func startSpikeAgent(t *testing.T) *spikeEnv {
+	b := bin(t)
+	dir := t.TempDir()
+	e := &spikeEnv{t: t, dir: dir, syslog: filepath.Join(dir, "syslog"), state: filepath.Join(dir, "state"), kmsg: filepath.Join(dir, "kmsg")}
+	writeFile(t, e.syslog, "")
+	writeFile(t, e.kmsg, "")
+	cfg := filepath.Join(dir, "config.yaml")
+	writeFile(t, cfg, fmt.Sprintf(`host:
+  interval: %s
+syslog:
+  source: files
+  files: [%s]
+  poll_interval: 100ms
+spikes:
+  cpu_high: 40
+  cpu_low: 25
+  enter_samples: 2
+  exit_samples: 2
+  fast_interval: %s
+  snapshot_every: 1s
+  console: %s
+`, spikeInterval, e.syslog, spikeInterval, e.kmsg))
+	ns := testkit.ListenNotify(t)
+	e.agent = startAgent(t, b, []string{"NOTIFY_SOCKET=" + ns.Path}, "--config", cfg, "--state-dir", e.state, "--log-format", "json")
+	ns.Expect(t, "READY=1", 15*time.Second)
+	return e
+}
+
+// job starts sh -c script as a session leader, as cron's grandchild is, and
+// logs its CMD line.
+func (e *spikeEnv) job(name, script string) *exec.Cmd {
+	c := exec.Command("sh", "-c", script)
+	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := c.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { syscall.Kill(-c.Process.Pid, syscall.SIGKILL); c.Wait() })
+	e.logLine(fmt.Sprintf("CRON[%d]: (root) CMD (%s)", c.Process.Pid, name))
+	return c
+}
+
+func (e *spikeEnv) logLine(s string) {
+	f, err := os.OpenFile(e.syslog, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "%s testhost %s\n", time.Now().Format("2006-01-02T15:04:05.000000-07:00"), s)
+}
+
+// incidents runs `ec2diag incidents --format json` against the state dir.
+func (e *spikeEnv) incidents() []incidentView {
+	out, err := exec.Command(bin(e.t), "incidents", "--state-dir", e.state, "--format", "json").Output()
+	if err != nil {
+		e.t.Fatalf("ec2diag incidents: %v", err)
+	}
+	var vs []incidentView
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if l == "" {
+			continue
+		}
+		var v incidentView
+		if err := json.Unmarshal([]byte(l), &v); err != nil {
+			e.t.Fatalf("bad JSON %q: %v", l, err)
+		}
+		vs = append(vs, v)
+	}
+	return vs
+}
+
+// waitIncident waits for an incident whose cause mentions want.
+func (e *spikeEnv) waitIncident(want string, timeout time.Duration) incidentView {
+	deadline := time.Now().Add(timeout)
+	var last []incidentView
+	for time.Now().Before(deadline) {
+		last = e.incidents()
+		for _, v := range last {
+			if strings.Contains(v.Cause, want) {
+				return v
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	e.t.Fatalf("no incident blaming %q within %s; incidents: %+v", want, timeout, last)
+	return incidentView{}
+}
+
+const burner = `yes > /dev/null & python3 -c 'b = bytearray(300 << 20); import time; time.sleep(120)' & wait`
+
+func TestSpikeBlamesJobAndProcess(t *testing.T) {
+	testkit.RequireTool(t, "python3")
+	e := startSpikeAgent(t)
+	time.Sleep(2 * spikeInterval) // a quiet baseline
+	c := e.job("/usr/local/bin/burn.sh", burner)
+	v := e.waitIncident("job burn.sh", 20*time.Second)
+	if len(v.Jobs) == 0 || v.Jobs[0].Job != "burn.sh" || v.Jobs[0].Verdict != "caused" || v.Jobs[0].PID != c.Process.Pid {
+		t.Fatalf("job verdict %+v", v.Jobs)
+	}
+	if v.Jobs[0].CPUShare < 0.5 {
+		t.Errorf("burn.sh CPU share %.2f, want most of it", v.Jobs[0].CPUShare)
+	}
+	if len(v.Top) == 0 || v.Top[0].Comm != "yes" || v.Top[0].Job != "burn.sh" || v.Top[0].CPUShare < 0.5 {
+		t.Errorf("top process %+v, want yes of burn.sh with most of the CPU", v.Top)
+	}
+	if v.Jobs[0].PeakRSS < 250<<20 {
+		t.Errorf("job peak RSS %d, want the 300 MiB python3 counted", v.Jobs[0].PeakRSS)
+	}
+	// Within two sampling intervals of onset (plus the test's polling).
+	recs, _, _ := incident.ReadDir(e.state)
+	for _, r := range recs {
+		if r.Kind == incident.KindOnset {
+			if d := r.Time.Sub(v.Onset); d > 2*spikeInterval+300*time.Millisecond {
+				t.Errorf("onset recorded %s after the spike began; want within two intervals", d)
+			}
+			break
+		}
+	}
+	kmsg, _ := os.ReadFile(e.kmsg)
+	if !strings.HasPrefix(string(kmsg), "<2>ec2diag: spike ") || !strings.Contains(string(kmsg), "job burn.sh") {
+		t.Errorf("console line %q", kmsg)
+	}
+	if !e.agent.stderr.WaitFor(`"ec2diag_event":"spike"`, 5*time.Second) || !strings.Contains(e.agent.stderr.String(), `"journal_priority":2`) {
+		t.Error("no spike entry at CRIT priority in the agent's log")
+	}
+	// End of the job ends the spike, and the incident says so.
+	syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if vs := e.incidents(); len(vs) > 0 && vs[0].End != nil {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Error("the incident never ended after the job was killed")
+}
+
+func TestSpikeWithoutJobBlamesProcess(t *testing.T) {
+	e := startSpikeAgent(t)
+	c := exec.Command("sh", "-c", "exec yes > /dev/null")
+	c.Start()
+	defer func() { c.Process.Kill(); c.Wait() }()
+	v := e.waitIncident("process yes", 20*time.Second)
+	if len(v.Jobs) != 0 || v.Top[0].PID != c.Process.Pid {
+		t.Errorf("incident %+v", v)
+	}
+}
+
+// Preceding is not blame: a job that ran just before the spike but used
+// nothing is reported as coincident, next to the real culprit.
+func TestOverlappingJobsBlameTheRightOne(t *testing.T) {
+	e := startSpikeAgent(t)
+	e.job("command -v debian-sa1 > /dev/null && debian-sa1 1 1", "sleep 30")
+	time.Sleep(spikeInterval)
+	e.job("/opt/etl/load.sh", "yes > /dev/null & wait")
+	v := e.waitIncident("job load.sh", 20*time.Second)
+	var sa *string
+	for _, j := range v.Jobs {
+		if j.Job == "debian-sa1" {
+			sa = &j.Verdict
+			if j.Verdict != "coincident" || !strings.Contains(j.Reason, "not the cause") {
+				t.Errorf("debian-sa1 verdict %q: %s", j.Verdict, j.Reason)
+			}
+		}
+	}
+	if sa == nil {
+		t.Errorf("debian-sa1 not considered at all: %+v", v.Jobs)
+	}
+}
+
+func TestJobWithoutSpikeGetsSummary(t *testing.T) {
+	e := startSpikeAgent(t)
+	c := e.job("/usr/bin/true-ish", "sleep 1")
+	c.Wait()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		recs, _, _ := incident.ReadDir(e.state)
+		for _, r := range recs {
+			if r.Kind == incident.KindJobRun && strings.Contains(string(r.Data), `"job":"true-ish"`) {
+				if len(e.incidents()) != 0 {
+					t.Error("an idle job produced an incident")
+				}
+				return
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatal("no job_run summary for a job without a spike")
+}
+
+func TestIncidentSurvivesSIGKILL(t *testing.T) {
+	e := startSpikeAgent(t)
+	e.job("/usr/local/bin/burn.sh", "yes > /dev/null & wait")
+	e.waitIncident("job burn.sh", 20*time.Second)
+	e.agent.cmd.Process.Signal(syscall.SIGKILL)
+	e.agent.wait(t, 5*time.Second)
+	vs := e.incidents()
+	if len(vs) != 1 || vs[0].Cause != "job burn.sh" || vs[0].End != nil {
+		t.Fatalf("after SIGKILL mid-spike: %+v", vs)
+	}
+}

@@ -1,0 +1,267 @@
+package procstat
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// clkTck is USER_HZ, 100 on every Linux that ec2diag targets.
+const clkTck = 100
+
+// ProcUse is one process's use over one tick.
+type ProcUse struct {
+	PID      int     `json:"pid"`
+	PPID     int     `json:"ppid"`
+	SID      int     `json:"sid"`
+	Comm     string  `json:"comm"`
+	CPUPct   float64 `json:"cpu_pct"` // of one core over the tick
+	CPUSec   float64 `json:"cpu_seconds"`
+	RSSBytes int64   `json:"rss_bytes"`
+	Start    uint64  `json:"start_ticks"`
+	Job      string  `json:"job,omitempty"` // the job run it belongs to
+}
+
+// JobRun is a run the sampler attributes processes to.
+type JobRun struct {
+	ID     string
+	Job    string
+	PID    int       // cron: the job's sh = its session id; 0 for systemd
+	Unit   string    // systemd: the unit whose cgroup holds it
+	Start  time.Time // from the log line
+	Ended  time.Time // zero while running
+	CPUSec float64   // accumulated over its life
+	Peak   int64     // peak RSS of its processes together
+	Procs  int       // processes seen
+	leader Key
+}
+
+type procState struct {
+	ticks, child uint64 // utime+stime, cutime+cstime at last scan
+	credit       uint64 // ticks of reaped member children already counted
+	seen         int64  // scan generation
+	job          *JobRun
+	ppid         int
+	parent       Key
+	comm         string
+	rss          int64
+}
+
+// Sampler keeps per-process state between scans.
+type Sampler struct {
+	Root     string
+	scanner  *Scanner
+	procs    map[Key]*procState
+	byPID    map[int]Key
+	gen      int64
+	last     time.Time
+	bootTime time.Time
+	pageSize int64
+	jobs     []*JobRun
+	// Cgroup reads the cgroup of a new process while systemd runs are
+	// active; nil uses /proc/PID/cgroup.
+	Cgroup func(pid int) string
+}
+
+// NewSampler reads boot time once (identity uses ticks since boot).
+func NewSampler(root string) *Sampler {
+	s := &Sampler{Root: root, scanner: NewScanner(root), procs: map[Key]*procState{}, byPID: map[int]Key{}, pageSize: int64(os.Getpagesize())}
+	s.bootTime = readBootTime(root)
+	return s
+}
+
+func readBootTime(root string) time.Time {
+	f, err := os.Open(filepath.Join(root, "stat"))
+	if err != nil {
+		return time.Now()
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "btime "); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return time.Unix(n, 0)
+		}
+	}
+	return time.Now()
+}
+
+// StartTime converts a process start in ticks to wall time.
+func (s *Sampler) StartTime(ticks uint64) time.Time {
+	return s.bootTime.Add(time.Duration(ticks) * time.Second / clkTck)
+}
+
+// AddJob starts attributing processes to r from the next scan on; a
+// process already running in its session counts from now.
+func (s *Sampler) AddJob(r *JobRun) { s.jobs = append(s.jobs, r) }
+
+// Jobs returns the runs being tracked, ended ones included until dropped.
+func (s *Sampler) Jobs() []*JobRun { return s.jobs }
+
+// DropEnded forgets runs that ended before t.
+func (s *Sampler) DropEnded(t time.Time) {
+	out := s.jobs[:0]
+	for _, r := range s.jobs {
+		if r.Ended.IsZero() || r.Ended.After(t) {
+			out = append(out, r)
+		}
+	}
+	s.jobs = out
+}
+
+// Tick scans every process and returns the use of each over the time since
+// the last tick, plus the total CPU seconds all processes used.
+func (s *Sampler) Tick(now time.Time, out []ProcUse) ([]ProcUse, float64) {
+	s.gen++
+	dt := now.Sub(s.last).Seconds()
+	first := s.last.IsZero()
+	s.last = now
+	var total float64
+	peak := map[*JobRun]int64{}
+	anySystemd := false
+	for _, r := range s.jobs {
+		if r.Unit != "" && r.Ended.IsZero() {
+			anySystemd = true
+		}
+	}
+	s.scanner.Scan(func(p *Proc) {
+		k := Key{p.PID, p.Start}
+		st, ok := s.procs[k]
+		ticks, child := p.UTime+p.STime, p.CUTime+p.CSTime
+		if !ok {
+			st = &procState{ticks: ticks, child: child, ppid: p.PPID, comm: p.Comm}
+			if pk, ok := s.byPID[p.PPID]; ok {
+				st.parent = pk // parentage recorded at first sight keeps orphans attributed
+			}
+			s.procs[k] = st
+			s.byPID[p.PID] = k
+			st.job = s.membership(p, st, anySystemd)
+			if !first {
+				// New since the last scan: all its CPU was used in this tick.
+				st.ticks, st.child = 0, 0
+			}
+		} else if st.job == nil || !st.job.Ended.IsZero() {
+			st.job = s.membership(p, st, anySystemd)
+		}
+		st.seen = s.gen
+		st.comm = p.Comm
+		st.rss = p.RSSPages * s.pageSize
+		d := float64(ticks-min(st.ticks, ticks)) / clkTck
+		// Children this process waited for: what we never saw them use.
+		dc := child - min(st.child, child)
+		used := min(st.credit, dc)
+		st.credit -= used
+		dChild := float64(dc-used) / clkTck
+		st.ticks, st.child = ticks, child
+		if first {
+			d, dChild = 0, 0
+		}
+		total += d + dChild
+		if st.job != nil && st.job.Ended.IsZero() {
+			st.job.CPUSec += d + dChild
+			peak[st.job] += st.rss
+			st.job.Procs++
+		}
+		pct := 0.0
+		if dt > 0 {
+			pct = 100 * (d + dChild) / dt
+		}
+		u := ProcUse{PID: p.PID, PPID: p.PPID, SID: p.SID, Comm: p.Comm, CPUPct: pct, CPUSec: d + dChild, RSSBytes: st.rss, Start: p.Start}
+		if st.job != nil {
+			u.Job = st.job.ID
+		}
+		out = append(out, u)
+	})
+	for r, v := range peak {
+		r.Peak = max(r.Peak, v)
+	}
+	// Reap: a vanished process's ticks were counted; credit its parent so
+	// the parent's cutime growth is not counted twice.
+	for k, st := range s.procs {
+		if st.seen == s.gen {
+			continue
+		}
+		if pst, ok := s.procs[st.parent]; ok && pst.seen == s.gen {
+			pst.credit += st.ticks + st.child
+		}
+		delete(s.procs, k)
+		if s.byPID[k.PID] == k {
+			delete(s.byPID, k.PID)
+		}
+	}
+	return out, total
+}
+
+// membership decides which job run p belongs to: session id first (a cron
+// job's pid is its session id, orphans keep it), then recorded parentage,
+// then the cgroup of a systemd unit.
+func (s *Sampler) membership(p *Proc, st *procState, anySystemd bool) *JobRun {
+	for _, r := range s.jobs {
+		if !r.Ended.IsZero() || r.PID == 0 || p.SID != r.PID {
+			continue
+		}
+		// Pid reuse guard: the session leader started with the job.
+		if lk, ok := s.byPID[r.PID]; ok {
+			if ls, ok := s.procs[lk]; ok && s.StartTime(lk.Start).Before(r.Start.Add(-5*time.Second)) && ls != st {
+				continue
+			}
+		}
+		return r
+	}
+	if pst, ok := s.procs[st.parent]; ok && pst.job != nil && pst.job.Ended.IsZero() {
+		return pst.job
+	}
+	if anySystemd {
+		cg := s.cgroupOf(p.PID)
+		for _, r := range s.jobs {
+			if r.Unit != "" && r.Ended.IsZero() && strings.HasSuffix(cg, "/"+r.Unit) {
+				return r
+			}
+		}
+	}
+	return nil
+}
+
+func (s *Sampler) cgroupOf(pid int) string {
+	if s.Cgroup != nil {
+		return s.Cgroup(pid)
+	}
+	b, err := os.ReadFile(filepath.Join(s.Root, strconv.Itoa(pid), "cgroup"))
+	if err != nil {
+		return ""
+	}
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		if bytes.HasPrefix(line, []byte("0::")) || bytes.Contains(line, []byte(":name=systemd:")) {
+			return string(line[bytes.LastIndexByte(line, ':')+1:])
+		}
+	}
+	return ""
+}
+
+// Top returns the n processes using most CPU and the n using most memory
+// (union, CPU order first).
+func Top(ps []ProcUse, n int) []ProcUse {
+	idx := make([]int, len(ps))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.Slice(idx, func(a, b int) bool { return ps[idx[a]].CPUSec > ps[idx[b]].CPUSec })
+	seen := map[int]bool{}
+	var out []ProcUse
+	for _, i := range idx[:min(n, len(idx))] {
+		out = append(out, ps[i])
+		seen[i] = true
+	}
+	sort.Slice(idx, func(a, b int) bool { return ps[idx[a]].RSSBytes > ps[idx[b]].RSSBytes })
+	for _, i := range idx[:min(n, len(idx))] {
+		if !seen[i] {
+			out = append(out, ps[i])
+		}
+	}
+	return out
+}

@@ -1,0 +1,140 @@
+// Package correlate holds the pure logic of ec2diag's core: spike onset and
+// end with hysteresis, and the verdict on which job run and which processes
+// caused a spike. No clock, no I/O: everything comes in as arguments, so the
+// rules are tested as tables.
+package correlate
+
+import (
+	"fmt"
+	"time"
+)
+
+// Host is one host sample.
+type Host struct {
+	Time        time.Time
+	CPUBusy     float64 // % of all CPUs, steal excluded
+	CPUSteal    float64
+	MemAvailPct float64 // MemAvailable / MemTotal
+	PSIMemFull  float64 // avg10 %
+	PSICPUSome  float64
+}
+
+// Thresholds define a spike. Defaults (see DefaultThresholds) are those of
+// the docs: CPU at 90% for 2 samples and back under 70% for 3; memory when
+// MemAvailable falls to 10% (earlyoom acts at the same level) and clears at
+// 15%; PSI memory full avg10 at 10% (tasks stalled on memory a tenth of the
+// time: the thrash livelock of the incident shows 30-90%).
+type Thresholds struct {
+	CPUHigh, CPULow           float64
+	EnterSamples, ExitSamples int
+	MemAvailLow, MemAvailHigh float64
+	PSIMemFull                float64
+}
+
+// DefaultThresholds returns the documented defaults.
+func DefaultThresholds() Thresholds {
+	return Thresholds{CPUHigh: 90, CPULow: 70, EnterSamples: 2, ExitSamples: 3, MemAvailLow: 10, MemAvailHigh: 15, PSIMemFull: 10}
+}
+
+// Transition is what Observe reports.
+type Transition int
+
+const (
+	None Transition = iota
+	Onset
+	End
+)
+
+// Detector tracks one spike at a time.
+type Detector struct {
+	T       Thresholds
+	active  bool
+	highRun int
+	lowRun  int
+	first   time.Time // first high sample of the current run
+	onset   time.Time
+	Reasons []string // why the current spike is a spike
+}
+
+func (d *Detector) high(h Host) []string {
+	var r []string
+	if h.CPUBusy >= d.T.CPUHigh {
+		r = append(r, fmt.Sprintf("CPU %.0f%% busy", h.CPUBusy))
+	}
+	if h.MemAvailPct > 0 && h.MemAvailPct <= d.T.MemAvailLow {
+		r = append(r, fmt.Sprintf("memory available %.1f%%", h.MemAvailPct))
+	}
+	if d.T.PSIMemFull > 0 && h.PSIMemFull >= d.T.PSIMemFull {
+		r = append(r, fmt.Sprintf("memory pressure (PSI full) %.0f%%", h.PSIMemFull))
+	}
+	return r
+}
+
+func (d *Detector) low(h Host) bool {
+	return h.CPUBusy < d.T.CPULow && (h.MemAvailPct == 0 || h.MemAvailPct >= d.T.MemAvailHigh) && (d.T.PSIMemFull == 0 || h.PSIMemFull < d.T.PSIMemFull/2)
+}
+
+// Active reports whether a spike is on, and since when (back-dated to the
+// first high sample of the run that started it).
+func (d *Detector) Active() (bool, time.Time) { return d.active, d.onset }
+
+// Observe feeds one sample. Memory and PSI conditions start a spike at
+// once (a thrash can hang the box before a second sample); CPU needs
+// EnterSamples in a row, so a one-off busy second is not an incident.
+func (d *Detector) Observe(h Host) Transition {
+	if !d.active {
+		r := d.high(h)
+		if len(r) == 0 {
+			d.highRun = 0
+			return None
+		}
+		if d.highRun == 0 {
+			d.first = h.Time
+		}
+		d.highRun++
+		memory := h.MemAvailPct > 0 && h.MemAvailPct <= d.T.MemAvailLow || d.T.PSIMemFull > 0 && h.PSIMemFull >= d.T.PSIMemFull
+		if d.highRun >= d.T.EnterSamples || memory {
+			d.active, d.onset, d.Reasons, d.lowRun = true, d.first, r, 0
+			return Onset
+		}
+		return None
+	}
+	if r := d.high(h); len(r) > 0 {
+		d.Reasons = mergeReasons(d.Reasons, r)
+	}
+	if d.low(h) {
+		d.lowRun++
+		if d.lowRun >= d.T.ExitSamples {
+			d.active, d.highRun = false, 0
+			return End
+		}
+	} else {
+		d.lowRun = 0
+	}
+	return None
+}
+
+// mergeReasons keeps one reason per kind, the latest figure.
+func mergeReasons(old, cur []string) []string {
+	kind := func(s string) string {
+		for i := 0; i < len(s); i++ {
+			if s[i] >= '0' && s[i] <= '9' {
+				return s[:i]
+			}
+		}
+		return s
+	}
+	out := append([]string(nil), cur...)
+	for _, o := range old {
+		found := false
+		for _, c := range cur {
+			if kind(c) == kind(o) {
+				found = true
+			}
+		}
+		if !found {
+			out = append(out, o)
+		}
+	}
+	return out
+}

@@ -1,0 +1,124 @@
+package correlate
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// RunUse is one job run's use during the spike window.
+type RunUse struct {
+	ID       string    `json:"id"`
+	Job      string    `json:"job"`
+	PID      int       `json:"pid,omitempty"`
+	Unit     string    `json:"unit,omitempty"`
+	Start    time.Time `json:"start"`
+	Active   bool      `json:"active_at_onset"`
+	CPUSec   float64   `json:"cpu_seconds_in_spike"`
+	TotalCPU float64   `json:"cpu_seconds_total"`
+	PeakRSS  int64     `json:"peak_rss_bytes"`
+}
+
+// ProcUse is one process's use during the spike window.
+type ProcUse struct {
+	PID      int     `json:"pid"`
+	Comm     string  `json:"comm"`
+	CPUSec   float64 `json:"cpu_seconds"`
+	CPUShare float64 `json:"cpu_share"`
+	RSSBytes int64   `json:"rss_bytes"`
+	Job      string  `json:"job,omitempty"`
+}
+
+// Blame is the verdict on one job run.
+type Blame struct {
+	RunUse
+	CPUShare   float64 `json:"cpu_share"`
+	MemShare   float64 `json:"mem_share"`
+	Confidence float64 `json:"confidence"`
+	Verdict    string  `json:"verdict"` // caused, contributed, coincident
+	Reason     string  `json:"reason"`
+}
+
+// Verdict is the correlation of one spike.
+type Verdict struct {
+	Jobs    []Blame   `json:"jobs"`
+	Top     []ProcUse `json:"top_processes"`
+	Cause   string    `json:"cause"`   // the job or process blamed, in words
+	Summary string    `json:"summary"` // one line, plain words
+}
+
+// Window is how long before onset a job's start still makes it a candidate.
+const Window = 2 * time.Minute
+
+// Decide blames job runs and processes for a spike. candidates are runs
+// active at onset or started within window before it; procs are all
+// processes' use during the spike window; total is every process's CPU in
+// it; memTotal the summed RSS of the top processes. Preceding is not blame:
+// a job's verdict depends on its share of what was used, not on timing.
+func Decide(onset time.Time, window time.Duration, runs []RunUse, procs []ProcUse, total float64, memTotal int64) Verdict {
+	var v Verdict
+	for _, p := range procs {
+		if total > 0 {
+			p.CPUShare = p.CPUSec / total
+		}
+		v.Top = append(v.Top, p)
+	}
+	sort.SliceStable(v.Top, func(i, j int) bool { return v.Top[i].CPUSec > v.Top[j].CPUSec })
+	if len(v.Top) > 10 {
+		v.Top = v.Top[:10]
+	}
+	for _, r := range runs {
+		if !r.Active && (r.Start.After(onset.Add(2*time.Second)) || r.Start.Before(onset.Add(-window))) {
+			continue
+		}
+		b := Blame{RunUse: r}
+		if total > 0 {
+			b.CPUShare = r.CPUSec / total
+		}
+		if memTotal > 0 {
+			b.MemShare = float64(r.PeakRSS) / float64(memTotal)
+		}
+		b.Confidence = max(b.CPUShare, b.MemShare)
+		when := "was running at onset"
+		if !r.Active {
+			when = fmt.Sprintf("ran %s before onset", onset.Sub(r.Start).Round(time.Second))
+		}
+		switch {
+		case b.Confidence >= 0.5:
+			b.Verdict = "caused"
+			b.Reason = fmt.Sprintf("%s %s and used %.0f%% of the CPU and %.0f%% of the memory of the busiest processes", r.Job, when, 100*b.CPUShare, 100*b.MemShare)
+		case b.Confidence >= 0.1:
+			b.Verdict = "contributed"
+			b.Reason = fmt.Sprintf("%s %s and used %.0f%% of the CPU", r.Job, when, 100*b.CPUShare)
+		default:
+			b.Verdict = "coincident"
+			b.Reason = fmt.Sprintf("%s %s but used %.2f s CPU (%.0f%%): not the cause", r.Job, when, r.CPUSec, 100*b.CPUShare)
+		}
+		v.Jobs = append(v.Jobs, b)
+	}
+	sort.SliceStable(v.Jobs, func(i, j int) bool { return v.Jobs[i].Confidence > v.Jobs[j].Confidence })
+	var parts []string
+	if len(v.Jobs) > 0 && v.Jobs[0].Verdict == "caused" {
+		v.Cause = "job " + v.Jobs[0].Job
+	} else if len(v.Top) > 0 {
+		p := v.Top[0]
+		v.Cause = fmt.Sprintf("process %s (pid %d)", p.Comm, p.PID)
+		if p.Job != "" {
+			v.Cause += " of job " + p.Job
+		}
+	}
+	for _, b := range v.Jobs {
+		parts = append(parts, b.Reason)
+	}
+	if len(v.Top) > 0 {
+		p := v.Top[0]
+		parts = append(parts, fmt.Sprintf("%s pid %d used %.0f%% of the CPU", p.Comm, p.PID, 100*p.CPUShare))
+	}
+	if len(parts) == 0 {
+		v.Summary = "no process data covers the spike yet"
+	} else {
+		v.Summary = strings.Join(parts, "; ")
+	}
+	return v
+}

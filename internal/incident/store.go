@@ -1,0 +1,218 @@
+// Package incident is the evidence store: incidents (onset, snapshots,
+// end) and job-run summaries appended to a file in the state directory,
+// one JSON record per line behind its CRC-32C, fdatasync'ed when the record
+// matters before a hang. A record written before a hard hang is readable
+// after the reboot; a torn last record is detected and skipped.
+package incident
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// Record kinds.
+const (
+	KindOnset    = "onset"
+	KindSnapshot = "snapshot"
+	KindEnd      = "end"
+	KindJobRun   = "job_run"
+)
+
+// Record is one line of the store. Data holds the kind's payload.
+type Record struct {
+	Kind     string          `json:"kind"`
+	Incident string          `json:"incident,omitempty"`
+	Time     time.Time       `json:"time"`
+	BootID   string          `json:"boot_id"`
+	Seq      uint64          `json:"seq"`
+	Data     json.RawMessage `json:"data"`
+}
+
+// Store appends records; safe for concurrent use.
+type Store struct {
+	dir      string
+	maxBytes int64
+	keep     int
+	mu       sync.Mutex
+	f        *os.File
+	size     int64
+	seq      uint64
+	bootID   string
+}
+
+// FileName is the live file; rotated ones are FileName.1, .2 ...
+const FileName = "incidents.jsonl"
+
+// Open opens (creating) the store in dir. maxBytes bounds the live file;
+// keep rotated files are kept.
+func Open(dir string, maxBytes int64, keep int, bootID string) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, err
+	}
+	s := &Store{dir: dir, maxBytes: maxBytes, keep: keep, bootID: bootID}
+	if err := s.open(); err != nil {
+		return nil, err
+	}
+	// Continue the sequence after what is on disk.
+	recs, _, _ := ReadDir(dir)
+	for _, r := range recs {
+		s.seq = max(s.seq, r.Seq)
+	}
+	return s, nil
+}
+
+func (s *Store) open() error {
+	f, err := os.OpenFile(filepath.Join(s.dir, FileName), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return fmt.Errorf("open incident store: %w", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return err
+	}
+	// A torn last record must not glue onto the next one.
+	if fi.Size() > 0 {
+		b := make([]byte, 1)
+		if r, err := os.Open(f.Name()); err == nil {
+			r.ReadAt(b, fi.Size()-1)
+			r.Close()
+			if b[0] != '\n' {
+				f.Write([]byte("\n"))
+			}
+		}
+	}
+	s.f, s.size = f, fi.Size()
+	return nil
+}
+
+// Append writes one record; sync makes it durable before returning.
+func (s *Store) Append(kind, incident string, t time.Time, data any, sync bool) (Record, error) {
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return Record{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seq++
+	r := Record{Kind: kind, Incident: incident, Time: t.UTC(), BootID: s.bootID, Seq: s.seq, Data: raw}
+	body, err := json.Marshal(r)
+	if err != nil {
+		return r, err
+	}
+	line := make([]byte, 0, len(body)+10)
+	line = append(line, fmt.Sprintf("%08x ", crc32.Checksum(body, castagnoli))...)
+	line = append(append(line, body...), '\n')
+	if s.size+int64(len(line)) > s.maxBytes && s.size > 0 {
+		if err := s.rotate(); err != nil {
+			return r, err
+		}
+	}
+	if _, err := s.f.Write(line); err != nil {
+		return r, err
+	}
+	s.size += int64(len(line))
+	if sync {
+		if err := fdatasync(s.f); err != nil {
+			return r, err
+		}
+	}
+	return r, nil
+}
+
+func (s *Store) rotate() error {
+	s.f.Close()
+	base := filepath.Join(s.dir, FileName)
+	os.Remove(fmt.Sprintf("%s.%d", base, s.keep))
+	for i := s.keep - 1; i >= 1; i-- {
+		os.Rename(fmt.Sprintf("%s.%d", base, i), fmt.Sprintf("%s.%d", base, i+1))
+	}
+	os.Rename(base, base+".1")
+	return s.open()
+}
+
+// Close closes the file.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.f.Close()
+}
+
+// ReadDir reads every file of the store, oldest first, skipping records
+// whose checksum or JSON is bad (a torn write), which it counts.
+func ReadDir(dir string) ([]Record, int, error) {
+	names, _ := filepath.Glob(filepath.Join(dir, FileName+".*"))
+	sort.Slice(names, func(i, j int) bool { return suffixN(names[i]) > suffixN(names[j]) })
+	names = append(names, filepath.Join(dir, FileName))
+	var out []Record
+	bad := 0
+	found := false
+	for _, n := range names {
+		f, err := os.Open(n)
+		if err != nil {
+			continue
+		}
+		found = true
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 1<<20), 16<<20)
+		for sc.Scan() {
+			line := sc.Bytes()
+			if len(line) == 0 {
+				continue
+			}
+			r, ok := parseLine(line)
+			if !ok {
+				bad++
+				continue
+			}
+			out = append(out, r)
+		}
+		f.Close()
+	}
+	if !found {
+		return nil, 0, fmt.Errorf("no incident store in %s", dir)
+	}
+	return out, bad, nil
+}
+
+func parseLine(line []byte) (Record, bool) {
+	sp := bytes.IndexByte(line, ' ')
+	if sp != 8 {
+		return Record{}, false
+	}
+	want, err := strconv.ParseUint(string(line[:8]), 16, 32)
+	if err != nil || uint32(want) != crc32.Checksum(line[9:], castagnoli) {
+		return Record{}, false
+	}
+	var r Record
+	if json.Unmarshal(line[9:], &r) != nil {
+		return Record{}, false
+	}
+	return r, true
+}
+
+func suffixN(name string) int {
+	n, _ := strconv.Atoi(filepath.Ext(name)[1:])
+	return n
+}
+
+// BootID reads the kernel's boot id, which tells records of this boot from
+// those of the boot that hung.
+func BootID(procRoot string) string {
+	b, err := os.ReadFile(filepath.Join(procRoot, "sys/kernel/random/boot_id"))
+	if err != nil {
+		return "unknown"
+	}
+	return string(bytes.TrimSpace(b))
+}
