@@ -288,7 +288,10 @@ func (t *Follower) resume() (*file, []*file, error) {
 			continue
 		}
 		sameFile := f.id.Dev == ck.ID.Dev && f.id.Ino == ck.ID.Ino
-		if !ck.ID.matches(f.r) || (!sameFile && f.osf != nil && f.size() < ck.Offset) || (live != nil && f.osf != nil && f.id.Ino == live.id.Ino) {
+		// An empty fingerprint (checkpoint at the start of an empty file)
+		// matches anything: then only the same inode will do.
+		byContent := ck.ID.FPLen > 0 && (f.osf == nil || f.size() >= ck.Offset)
+		if !ck.ID.matches(f.r) || !(sameFile || byContent) || (live != nil && f.osf != nil && f.id.Ino == live.id.Ino) {
 			f.close()
 			continue
 		}
@@ -600,7 +603,11 @@ func (t *Follower) atEOF(ctx context.Context, cur *file, chain []*file, h Handle
 // logrotate made, so read it there before starting the file again at 0.
 func (t *Follower) truncated(ctx context.Context, cur *file, h Handler) {
 	t.Stats.Truncations.Add(1)
-	if cp := t.findCopy(cur.id, cur.off, cur.id.Ino); cp != nil && cp.size() <= cur.off {
+	var cp *file
+	if cur.id.FPLen > 0 && cur.off > 0 {
+		cp = t.findCopy(cur.id, cur.off, cur.id.Ino)
+	}
+	if cp != nil && cp.size() <= cur.off {
 		// The copy holds nothing we have not read (what came after the
 		// copy was read from the original before the truncate).
 		cp.close()
