@@ -42,8 +42,8 @@ syslog:
   files: [%s]
   poll_interval: 100ms
 spikes:
-  cpu_high: 40
-  cpu_low: 25
+  cpu_high: 70
+  cpu_low: 40
   enter_samples: 2
   exit_samples: 2
   fast_interval: %s
@@ -115,7 +115,11 @@ func (e *spikeEnv) waitIncident(want string, timeout time.Duration) incidentView
 	return incidentView{}
 }
 
-const burner = `yes > /dev/null & python3 -c 'b = bytearray(300 << 20); import time; time.sleep(120)' & wait`
+// burner fills both vCPUs of the test machine, so the job dominates even
+// with other load on it, and holds 300 MiB.
+const burner = `yes > /dev/null & yes > /dev/null & python3 -c 'b = bytearray(300 << 20); import time; time.sleep(120)' & wait`
+
+const burn2 = `yes > /dev/null & yes > /dev/null & wait`
 
 func TestSpikeBlamesJobAndProcess(t *testing.T) {
 	testkit.RequireTool(t, "python3")
@@ -129,11 +133,19 @@ func TestSpikeBlamesJobAndProcess(t *testing.T) {
 	if v.Jobs[0].CPUShare < 0.5 {
 		t.Errorf("burn.sh CPU share %.2f, want most of it", v.Jobs[0].CPUShare)
 	}
-	if len(v.Top) == 0 || v.Top[0].Comm != "yes" || v.Top[0].Job != "burn.sh" || v.Top[0].CPUShare < 0.5 {
-		t.Errorf("top process %+v, want yes of burn.sh with most of the CPU", v.Top)
+	if len(v.Top) == 0 || v.Top[0].Comm != "yes" || v.Top[0].Job != "burn.sh" || v.Top[0].CPUShare < 0.25 {
+		t.Errorf("top process %+v, want a yes of burn.sh with a large share", v.Top)
 	}
-	if v.Jobs[0].PeakRSS < 250<<20 {
-		t.Errorf("job peak RSS %d, want the 300 MiB python3 counted", v.Jobs[0].PeakRSS)
+	// python3 may still be filling its 300 MiB at onset; the snapshots
+	// written while the spike lasts must show it.
+	peak := v.Jobs[0].PeakRSS
+	for deadline := time.Now().Add(10 * time.Second); peak < 250<<20 && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if vs := e.incidents(); len(vs) > 0 && len(vs[0].Jobs) > 0 {
+			peak = vs[0].Jobs[0].PeakRSS
+		}
+	}
+	if peak < 250<<20 {
+		t.Errorf("job peak RSS %d, want the 300 MiB python3 counted", peak)
 	}
 	// Within two sampling intervals of onset (plus the test's polling).
 	recs, _, _ := incident.ReadDir(e.state)
@@ -166,12 +178,16 @@ func TestSpikeBlamesJobAndProcess(t *testing.T) {
 
 func TestSpikeWithoutJobBlamesProcess(t *testing.T) {
 	e := startSpikeAgent(t)
-	c := exec.Command("sh", "-c", "exec yes > /dev/null")
-	c.Start()
-	defer func() { c.Process.Kill(); c.Wait() }()
+	var pids []int
+	for i := 0; i < 2; i++ {
+		c := exec.Command("sh", "-c", "exec yes > /dev/null")
+		c.Start()
+		defer func() { c.Process.Kill(); c.Wait() }()
+		pids = append(pids, c.Process.Pid)
+	}
 	v := e.waitIncident("process yes", 20*time.Second)
-	if len(v.Jobs) != 0 || v.Top[0].PID != c.Process.Pid {
-		t.Errorf("incident %+v", v)
+	if len(v.Jobs) != 0 || (v.Top[0].PID != pids[0] && v.Top[0].PID != pids[1]) {
+		t.Errorf("incident %+v, want one of %v blamed and no job", v, pids)
 	}
 }
 
@@ -181,7 +197,7 @@ func TestOverlappingJobsBlameTheRightOne(t *testing.T) {
 	e := startSpikeAgent(t)
 	e.job("command -v debian-sa1 > /dev/null && debian-sa1 1 1", "sleep 30")
 	time.Sleep(spikeInterval)
-	e.job("/opt/etl/load.sh", "yes > /dev/null & wait")
+	e.job("/opt/etl/load.sh", burn2)
 	v := e.waitIncident("job load.sh", 20*time.Second)
 	var sa *string
 	for _, j := range v.Jobs {
@@ -206,8 +222,14 @@ func TestJobWithoutSpikeGetsSummary(t *testing.T) {
 		recs, _, _ := incident.ReadDir(e.state)
 		for _, r := range recs {
 			if r.Kind == incident.KindJobRun && strings.Contains(string(r.Data), `"job":"true-ish"`) {
-				if len(e.incidents()) != 0 {
-					t.Error("an idle job produced an incident")
+				// Other load on the machine may spike; the idle job must
+				// never be blamed for it.
+				for _, v := range e.incidents() {
+					for _, j := range v.Jobs {
+						if j.Job == "true-ish" && j.Verdict != "coincident" {
+							t.Errorf("idle job blamed: %+v", j)
+						}
+					}
 				}
 				return
 			}
@@ -219,7 +241,7 @@ func TestJobWithoutSpikeGetsSummary(t *testing.T) {
 
 func TestIncidentSurvivesSIGKILL(t *testing.T) {
 	e := startSpikeAgent(t)
-	e.job("/usr/local/bin/burn.sh", "yes > /dev/null & wait")
+	e.job("/usr/local/bin/burn.sh", burn2)
 	e.waitIncident("job burn.sh", 20*time.Second)
 	e.agent.cmd.Process.Signal(syscall.SIGKILL)
 	e.agent.wait(t, 5*time.Second)

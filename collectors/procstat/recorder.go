@@ -12,6 +12,7 @@ import (
 	"github.com/ec2diag/ec2diag/collectors/host"
 	"github.com/ec2diag/ec2diag/internal/correlate"
 	"github.com/ec2diag/ec2diag/internal/incident"
+	"golang.org/x/sys/unix"
 )
 
 // Options configure the Recorder.
@@ -354,12 +355,20 @@ func (r *Recorder) console(now time.Time) {
 	if len(line) > 400 {
 		line = line[:400]
 	}
-	f, err := os.OpenFile(r.o.Console, os.O_WRONLY|os.O_APPEND, 0)
-	if err != nil {
-		r.o.Log("console notice", err)
-		return
+	var f *os.File
+	if stderrIsKmsg() {
+		// The unit has systemd open /dev/kmsg (root-only) as our stderr
+		// before it drops privileges: the only way an unprivileged agent
+		// can reach the console.
+		f = os.Stderr
+	} else {
+		var err error
+		if f, err = os.OpenFile(r.o.Console, os.O_WRONLY|os.O_APPEND, 0); err != nil {
+			r.o.Log("console notice", err)
+			return
+		}
+		defer f.Close()
 	}
-	defer f.Close()
 	if _, err := f.Write([]byte(line + "\n")); err != nil {
 		r.o.Log("console notice", err)
 	}
@@ -374,4 +383,13 @@ func joinReasons(rs []string) string {
 		s += x
 	}
 	return s
+}
+
+// stderrIsKmsg reports whether fd 2 is /dev/kmsg (char device 1:11).
+func stderrIsKmsg() bool {
+	var st unix.Stat_t
+	if unix.Fstat(2, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFCHR {
+		return false
+	}
+	return unix.Major(uint64(st.Rdev)) == 1 && unix.Minor(uint64(st.Rdev)) == 11
 }
