@@ -110,23 +110,27 @@ func loadIncidents(g *globalFlags) ([]incidentView, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	cur := incident.BootID("/proc")
+	curID, curTime := incident.BootID("/proc"), incident.BootTime("/proc")
 	// Boots in the order the store saw them; this boot is 0.
-	var boots []string
+	type boot struct {
+		id string
+		t  int64
+	}
+	var boots []boot
 	for _, r := range recs {
-		if len(boots) == 0 || boots[len(boots)-1] != r.BootID {
-			boots = append(boots, r.BootID)
+		if n := len(boots); n == 0 || !incident.SameBoot(boots[n-1].id, boots[n-1].t, r.BootID, r.BootTime) {
+			boots = append(boots, boot{r.BootID, r.BootTime})
 		}
 	}
-	bootIndex := func(id string) int {
-		pos := len(boots)
-		for i, b := range boots {
-			if b == cur {
-				pos = i
-			}
+	pos := len(boots)
+	for i, b := range boots {
+		if incident.SameBoot(b.id, b.t, curID, curTime) {
+			pos = i
 		}
+	}
+	bootIndex := func(r incident.Record) int {
 		for i := len(boots) - 1; i >= 0; i-- {
-			if boots[i] == id {
+			if incident.SameBoot(boots[i].id, boots[i].t, r.BootID, r.BootTime) {
 				return i - pos
 			}
 		}
@@ -140,7 +144,7 @@ func loadIncidents(g *globalFlags) ([]incidentView, int, error) {
 		}
 		v, ok := byID[r.Incident]
 		if !ok {
-			v = &incidentView{ID: r.Incident, BootID: r.BootID, Boot: bootIndex(r.BootID)}
+			v = &incidentView{ID: r.Incident, BootID: r.BootID, Boot: bootIndex(r)}
 			byID[r.Incident] = v
 			order = append(order, r.Incident)
 		}
@@ -162,7 +166,7 @@ func loadIncidents(g *globalFlags) ([]incidentView, int, error) {
 	var out []incidentView
 	for _, id := range order {
 		v := byID[id]
-		if v.End == nil && v.BootID != cur {
+		if v.End == nil && v.Boot != 0 {
 			v.Unfinished = "no end recorded before the machine rebooted (or the agent stopped): the spike may have hung it"
 		}
 		out = append(out, *v)

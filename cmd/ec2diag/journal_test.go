@@ -42,7 +42,7 @@ func TestJournalNativeOnTheWire(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := filepath.Join(dir, "config.yaml")
-	writeFile(t, cfg, "host:\n  interval: 100ms\nsinks:\n  summary_interval: 1s\n")
+	writeFile(t, cfg, "host:\n  interval: 100ms\nsinks:\n  summary_interval: 1s\n"+noConsole)
 	c := startAgentWith(t, b, []string{fmt.Sprintf("JOURNAL_STREAM=%d:%d", st.Dev, st.Ino)},
 		func(cmd *exec.Cmd) { cmd.Stderr = stream },
 		"--config", cfg, "--state-dir", filepath.Join(dir, "state"))

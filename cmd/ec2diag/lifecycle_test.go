@@ -16,6 +16,10 @@ import (
 
 var binDir string
 
+// noConsole keeps tests from writing spike notices into this machine's
+// kernel log (the default console is /dev/kmsg).
+const noConsole = "spikes:\n  console: \"\"\n"
+
 func TestMain(m *testing.M) {
 	d, err := os.MkdirTemp("", "ec2diag-bin")
 	if err != nil {
@@ -99,7 +103,7 @@ func TestLifecycleNotifyReloadStop(t *testing.T) {
 	ns := testkit.ListenNotify(t)
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "config.yaml")
-	writeFile(t, cfg, "host:\n  interval: 100ms\n")
+	writeFile(t, cfg, "host:\n  interval: 100ms\n"+noConsole)
 	c := startAgent(t, b, []string{"NOTIFY_SOCKET=" + ns.Path, "WATCHDOG_USEC=400000"},
 		"--config", cfg, "--state-dir", filepath.Join(dir, "state"), "--log-format", "json")
 
@@ -121,7 +125,7 @@ func TestLifecycleNotifyReloadStop(t *testing.T) {
 	}
 
 	// A bad edit: rejected with file:line:key, and the agent keeps running.
-	writeFile(t, cfg, "host:\n  interval: 100ms\nlog:\n  levle: debug\n")
+	writeFile(t, cfg, "host:\n  interval: 100ms\nlog:\n  levle: debug\n"+noConsole)
 	c.cmd.Process.Signal(syscall.SIGHUP)
 	rl, _ := ns.Expect(t, "RELOADING=1", 5*time.Second)
 	if !strings.Contains(rl.State, "MONOTONIC_USEC=") {
@@ -135,7 +139,7 @@ func TestLifecycleNotifyReloadStop(t *testing.T) {
 	ns.Expect(t, "WATCHDOG=1", 5*time.Second) // still alive on the old config
 
 	// A good edit takes effect.
-	writeFile(t, cfg, "host:\n  interval: 100ms\nlog:\n  level: debug\n")
+	writeFile(t, cfg, "host:\n  interval: 100ms\nlog:\n  level: debug\n"+noConsole)
 	c.cmd.Process.Signal(syscall.SIGHUP)
 	ns.Expect(t, "RELOADING=1", 5*time.Second)
 	ns.Expect(t, "READY=1", 5*time.Second)
@@ -167,7 +171,7 @@ func TestWatchdogStopsWhenPipelineStalls(t *testing.T) {
 	}
 	defer unix.Close(rfd)
 	cfg := filepath.Join(dir, "config.yaml")
-	writeFile(t, cfg, fmt.Sprintf("host:\n  interval: 100ms\nsinks:\n  file:\n    path: %s\nshutdown_timeout: 1s\n", fifo))
+	writeFile(t, cfg, fmt.Sprintf("host:\n  interval: 100ms\nsinks:\n  file:\n    path: %s\nshutdown_timeout: 1s\n", fifo)+noConsole)
 	c := startAgent(t, b, []string{"NOTIFY_SOCKET=" + ns.Path, "WATCHDOG_USEC=400000"},
 		"--config", cfg, "--state-dir", filepath.Join(dir, "state"))
 	ns.Expect(t, "READY=1", 10*time.Second)
@@ -235,7 +239,9 @@ func TestNoNotifySocketRunsQuietly(t *testing.T) {
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
 		t.Errorf("missing explicit config: exit %v, want status 2", err)
 	}
-	c2 := startAgent(t, b, nil, "--state-dir", filepath.Join(dir, "state"), "--log-format", "console")
+	quiet := filepath.Join(dir, "quiet.yaml")
+	writeFile(t, quiet, noConsole)
+	c2 := startAgent(t, b, nil, "--state-dir", filepath.Join(dir, "state"), "--log-format", "console", "--config", quiet)
 	if !c2.stderr.WaitFor("running in local mode", 10*time.Second) {
 		t.Fatal("no local-mode notice")
 	}

@@ -31,10 +31,14 @@ const (
 
 // Record is one line of the store. Data holds the kind's payload.
 type Record struct {
-	Kind     string          `json:"kind"`
-	Incident string          `json:"incident,omitempty"`
-	Time     time.Time       `json:"time"`
-	BootID   string          `json:"boot_id"`
+	Kind     string    `json:"kind"`
+	Incident string    `json:"incident,omitempty"`
+	Time     time.Time `json:"time"`
+	BootID   string    `json:"boot_id"`
+	// BootTime (unix seconds, /proc/stat btime) identifies the boot too;
+	// unlike boot_id it reads the same in every mount namespace (nspawn
+	// overmounts boot_id, and a sandbox remount of /proc/sys may not).
+	BootTime int64           `json:"boot_time"`
 	Seq      uint64          `json:"seq"`
 	Data     json.RawMessage `json:"data"`
 }
@@ -49,6 +53,7 @@ type Store struct {
 	size     int64
 	seq      uint64
 	bootID   string
+	bootTime int64
 }
 
 // FileName is the live file; rotated ones are FileName.1, .2 ...
@@ -60,7 +65,7 @@ func Open(dir string, maxBytes int64, keep int, bootID string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, err
 	}
-	s := &Store{dir: dir, maxBytes: maxBytes, keep: keep, bootID: bootID}
+	s := &Store{dir: dir, maxBytes: maxBytes, keep: keep, bootID: bootID, bootTime: BootTime("/proc")}
 	if err := s.open(); err != nil {
 		return nil, err
 	}
@@ -106,7 +111,7 @@ func (s *Store) Append(kind, incident string, t time.Time, data any, sync bool) 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.seq++
-	r := Record{Kind: kind, Incident: incident, Time: t.UTC(), BootID: s.bootID, Seq: s.seq, Data: raw}
+	r := Record{Kind: kind, Incident: incident, Time: t.UTC(), BootID: s.bootID, BootTime: s.bootTime, Seq: s.seq, Data: raw}
 	body, err := json.Marshal(r)
 	if err != nil {
 		return r, err
@@ -215,4 +220,30 @@ func BootID(procRoot string) string {
 		return "unknown"
 	}
 	return string(bytes.TrimSpace(b))
+}
+
+// BootTime reads btime from procRoot/stat: the boot's start in unix
+// seconds, 0 if unreadable.
+func BootTime(procRoot string) int64 {
+	b, err := os.ReadFile(filepath.Join(procRoot, "stat"))
+	if err != nil {
+		return 0
+	}
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		if v, ok := bytes.CutPrefix(line, []byte("btime ")); ok {
+			n, _ := strconv.ParseInt(string(bytes.TrimSpace(v)), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// SameBoot compares two records' boots: by boot time when both have one
+// (btime can shift by a second with clock adjustments), else by boot id.
+func SameBoot(aID string, aTime int64, bID string, bTime int64) bool {
+	if aTime != 0 && bTime != 0 {
+		d := aTime - bTime
+		return d >= -2 && d <= 2
+	}
+	return aID == bID
 }
