@@ -13,6 +13,7 @@ import (
 	"github.com/ec2diag/ec2diag/collectors"
 	"github.com/ec2diag/ec2diag/collectors/jobs"
 	"github.com/ec2diag/ec2diag/collectors/logsource"
+	"github.com/ec2diag/ec2diag/collectors/nethealth"
 	"github.com/ec2diag/ec2diag/collectors/procstat"
 	"github.com/ec2diag/ec2diag/internal/config"
 	"github.com/ec2diag/ec2diag/internal/correlate"
@@ -64,6 +65,11 @@ func builder(log *zap.Logger, print bool) agent.Builder {
 			desc = append(desc, "reading the journal")
 		} else {
 			desc = append(desc, "tailing "+strings.Join(cfg.Syslog.Files, ", "))
+		}
+
+		if stats, closeStats, err := nethealth.EthtoolStats(); err == nil {
+			p.Collectors = append(p.Collectors, &nethealth.Collector{Checker: nethealth.NewChecker("/sys", stats), Interval: cfg.Host.Interval.D() * 6})
+			p.Sinks = append(p.Sinks, closer{name: "ethtool", close: func() error { closeStats(); return nil }})
 		}
 
 		p.Sinks = append(p.Sinks, logsink.New(log.Named("events"), cfg.Sinks.SummaryInterval.D()))

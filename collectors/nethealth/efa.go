@@ -1,0 +1,121 @@
+package nethealth
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+func (c *Checker) efa() []Device {
+	ibDir := filepath.Join(c.SysRoot, "class", "infiniband")
+	ents, err := os.ReadDir(ibDir)
+	if err != nil {
+		return nil
+	}
+	macs := c.macs()
+	var out []Device
+	for _, e := range ents {
+		dir := filepath.Join(ibDir, e.Name())
+		if driverOf(dir) != "efa" {
+			continue
+		}
+		d := Device{Name: e.Name(), Kind: "efa", State: OK, PCI: pciOf(dir), Figures: map[string]float64{}}
+		// Every counter the device exposes, device and port level, by name:
+		// other tools read a fixed (Mellanox) list and drop EFA's.
+		cur := map[string]uint64{}
+		readCounters(filepath.Join(dir, "hw_counters"), "", cur, &d)
+		ports, _ := filepath.Glob(filepath.Join(dir, "ports", "*"))
+		if len(ports) == 0 {
+			d.worsen(Down)
+			d.reason("no ports")
+		}
+		for _, p := range ports {
+			port := filepath.Base(p)
+			readCounters(filepath.Join(p, "hw_counters"), "", cur, &d)
+			state, err1 := readString(filepath.Join(p, "state"))
+			phys, err2 := readString(filepath.Join(p, "phys_state"))
+			if err1 != nil || !strings.Contains(state, "ACTIVE") {
+				d.worsen(Down)
+				d.reason("port %s state %q", port, state)
+			}
+			if err2 != nil || !strings.Contains(phys, "LinkUp") {
+				d.worsen(Down)
+				d.reason("port %s physical state %q", port, phys)
+			}
+			if rate, err := readString(filepath.Join(p, "rate")); err == nil {
+				var gbps float64
+				if _, err := fmt.Sscan(rate, &gbps); err == nil { // "100 Gb/sec (4X EDR)"
+					d.Figures["rate_gbps"] = gbps
+				}
+			}
+			if gid, err := readString(filepath.Join(p, "gids", "0")); err == nil && d.Netdev == "" {
+				d.Netdev = macs[eui64MAC(gid)]
+			}
+		}
+		c.delta("efa/"+d.PCI+"/"+e.Name(), cur, &d)
+		for _, k := range sortedKeys(d.Deltas) {
+			if n := d.Deltas[k]; n > 0 && rising(k) {
+				d.worsen(Degraded)
+				d.reason("%s rose by %d", k, n)
+			}
+		}
+		if d.Reasons == nil {
+			d.Reasons = []string{}
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// rising counters that mean trouble: drops, errors, timeouts, remote
+// peers unresponsive or impaired.
+func rising(name string) bool {
+	for _, s := range []string{"drop", "err", "timeout", "no_completion", "unresponsive", "impaired"} {
+		if strings.Contains(name, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func readCounters(dir, prefix string, into map[string]uint64, d *Device) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if e.Name() == "lifespan" || e.IsDir() {
+			continue
+		}
+		v, err := readUint(filepath.Join(dir, e.Name()))
+		if err != nil {
+			d.Unreadable = append(d.Unreadable, "hw_counters/"+e.Name())
+			continue
+		}
+		into[prefix+e.Name()] += v
+	}
+}
+
+// eui64MAC turns an fe80:: GID built from the ENI's MAC (EUI-64) back into
+// the MAC, to find the ENA interface of the same ENI.
+func eui64MAC(gid string) string {
+	ip := net.ParseIP(gid)
+	if ip == nil || len(ip) != net.IPv6len || ip[11] != 0xff || ip[12] != 0xfe {
+		return ""
+	}
+	mac := net.HardwareAddr{ip[8] ^ 0x02, ip[9], ip[10], ip[13], ip[14], ip[15]}
+	return mac.String()
+}
+
+func (c *Checker) macs() map[string]string {
+	out := map[string]string{}
+	ents, _ := os.ReadDir(filepath.Join(c.SysRoot, "class", "net"))
+	for _, e := range ents {
+		if a, err := readString(filepath.Join(c.SysRoot, "class", "net", e.Name(), "address")); err == nil {
+			out[strings.ToLower(a)] = e.Name()
+		}
+	}
+	return out
+}
