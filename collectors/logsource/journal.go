@@ -130,14 +130,18 @@ func (j *journalReader) run(ctx context.Context, h Handler) error {
 }
 
 func (j *journalReader) follow(ctx context.Context, h Handler) error {
-	args := []string{"-o", "json", "--follow", "--no-pager", "--no-tail"}
+	args := []string{"-o", "json", "--follow", "--no-pager"}
 	j.mu.Lock()
 	cur := j.committed
 	j.mu.Unlock()
+	// --no-tail undoes --lines: with both, journalctl replays the whole
+	// journal (seen in a real journald: every boot unit became a job run).
 	switch {
 	case cur != "":
-		args = append(args, "--after-cursor", cur)
-	case !j.o.FromStart:
+		args = append(args, "--after-cursor", cur, "--no-tail")
+	case j.o.FromStart:
+		args = append(args, "--no-tail")
+	default:
 		args = append(args, "--lines", "0")
 	}
 	args = append(args, j.o.JournalArgs...)
