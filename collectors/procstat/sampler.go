@@ -1,7 +1,6 @@
 package procstat
 
 import (
-	"bufio"
 	"bytes"
 	"os"
 	"path/filepath"
@@ -9,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ec2diag/ec2diag/internal/incident"
 )
 
 // clkTck is USER_HZ, 100 on every Linux that ec2diag targets.
@@ -76,17 +77,8 @@ func NewSampler(root string) *Sampler {
 }
 
 func readBootTime(root string) time.Time {
-	f, err := os.Open(filepath.Join(root, "stat"))
-	if err != nil {
-		return time.Now()
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "btime "); ok {
-			n, _ := strconv.ParseInt(v, 10, 64)
-			return time.Unix(n, 0)
-		}
+	if bt := incident.BootTime(root); bt > 0 {
+		return time.Unix(bt, 0)
 	}
 	return time.Now()
 }

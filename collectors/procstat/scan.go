@@ -7,7 +7,6 @@ package procstat
 
 import (
 	"bytes"
-	"strconv"
 
 	"golang.org/x/sys/unix"
 )
@@ -191,6 +190,3 @@ func atoi(b []byte) (int64, bool) {
 	}
 	return int64(u), ok
 }
-
-// itoa is for building paths outside the hot loop.
-func itoa(n int) string { return strconv.Itoa(n) }
