@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/ec2diag/ec2diag/agent"
 	"github.com/ec2diag/ec2diag/collectors"
@@ -17,15 +19,19 @@ import (
 	"github.com/ec2diag/ec2diag/collectors/procstat"
 	"github.com/ec2diag/ec2diag/internal/config"
 	"github.com/ec2diag/ec2diag/internal/correlate"
+	"github.com/ec2diag/ec2diag/internal/imds"
 	"github.com/ec2diag/ec2diag/internal/incident"
+	"github.com/ec2diag/ec2diag/internal/metrics"
+	cwsink "github.com/ec2diag/ec2diag/internal/sink/cloudwatch"
 	"github.com/ec2diag/ec2diag/internal/sink/jsonl"
 	"github.com/ec2diag/ec2diag/internal/sink/logsink"
+	"github.com/ec2diag/ec2diag/internal/spool"
 	"go.uber.org/zap"
 )
 
 // builder turns a config into collectors and sinks. It opens files so that
 // a reload with an unusable path fails before the old pipeline stops.
-func builder(log *zap.Logger, print bool) agent.Builder {
+func builder(log *zap.Logger, print bool, id *imds.Identity) agent.Builder {
 	return func(ctx context.Context, cfg config.Config) (*agent.Pipeline, error) {
 		p := &agent.Pipeline{}
 		var desc []string
@@ -73,6 +79,15 @@ func builder(log *zap.Logger, print bool) agent.Builder {
 		}
 
 		p.Sinks = append(p.Sinks, logsink.New(log.Named("events"), cfg.Sinks.SummaryInterval.D()))
+		cw, err := cloudWatchSink(ctx, cfg, id, log.Named("cloudwatch"))
+		if err != nil {
+			store.Close()
+			return nil, err
+		}
+		if cw != nil {
+			p.Sinks = append(p.Sinks, cw)
+			desc = append(desc, "publishing to CloudWatch namespace "+cfg.CloudWatch.Namespace)
+		}
 		if cfg.Sinks.File.Path != "" {
 			s, err := jsonl.Open(cfg.Sinks.File.Path)
 			if err != nil {
@@ -88,6 +103,51 @@ func builder(log *zap.Logger, print bool) agent.Builder {
 		p.Describe = strings.Join(desc, ", ")
 		return p, nil
 	}
+}
+
+// cloudWatchSink builds the publisher, or nil when publishing is off.
+func cloudWatchSink(ctx context.Context, cfg config.Config, id *imds.Identity, log *zap.Logger) (agent.Sink, error) {
+	cw := cfg.CloudWatch
+	if cw.Enabled == "false" {
+		return nil, nil
+	}
+	if id == nil {
+		if cw.Enabled == "true" {
+			log.Warn("cloudwatch.enabled is true, but there is no instance identity (local mode): not publishing")
+		}
+		return nil, nil
+	}
+	region := cw.Region
+	if region == "" {
+		region = id.Region
+	}
+	awsCfg, err := cwsink.AWSConfig(ctx, cwsink.ClientOptions{Region: region, Endpoint: cw.Endpoint, IMDSEndpoint: cfg.IMDS.Endpoint, Timeout: cw.RequestTimeout.D()})
+	if err != nil {
+		return nil, err
+	}
+	sp, err := spool.Open(filepath.Join(cfg.StateDir, "spool"), cw.SpoolMaxBytes)
+	if err != nil {
+		return nil, err
+	}
+	dims := []metrics.Dim{{Name: "InstanceId", Value: id.InstanceID}}
+	for _, d := range cw.Dimensions {
+		v := map[string]string{"InstanceType": id.InstanceType, "ImageId": id.ImageID, "AutoScalingGroupName": id.AutoScalingGroup}[d]
+		if v == "" {
+			log.Warn("dimension not available on this instance; left out", zap.String("dimension", d),
+				zap.String("hint", "AutoScalingGroupName needs instance tags in metadata"))
+			continue
+		}
+		dims = append(dims, metrics.Dim{Name: d, Value: v})
+	}
+	hr := map[string]bool{}
+	for _, n := range cw.HighResolution {
+		hr[n] = true
+	}
+	agg := metrics.New(metrics.Options{Period: cw.Period.D(), HighRes: hr, HighResPeriod: cw.HighResolutionPeriod.D(),
+		BaseDims: dims, JobNames: cw.JobNames, MaxJobNames: cw.MaxJobNames})
+	return cwsink.New(cwsink.Options{Namespace: cw.Namespace, API: cwsink.NewClient(awsCfg, cw.Endpoint), Agg: agg, Spool: sp,
+		Period: cw.Period.D(), Offset: cwsink.Offset(id.InstanceID, min(cw.Period.D(), time.Minute)),
+		RequestTimeout: cw.RequestTimeout.D(), Log: log}), nil
 }
 
 // recognizer turns log entries into events and tells the recorder about

@@ -7,12 +7,14 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/ec2diag/ec2diag/agent"
 	"github.com/ec2diag/ec2diag/internal/config"
 	"github.com/ec2diag/ec2diag/internal/imds"
 	"github.com/ec2diag/ec2diag/internal/logging"
 	"github.com/ec2diag/ec2diag/internal/sdnotify"
+	cwsink "github.com/ec2diag/ec2diag/internal/sink/cloudwatch"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 )
@@ -68,7 +70,10 @@ func runAgent(ctx context.Context, g *globalFlags, print bool) error {
 	}()
 
 	log.Info("ec2diag starting", zap.String("version", version), zap.String("log_format", format), zap.String("state_dir", cfg.StateDir))
-	mode := detectMode(ctx, cfg, log)
+	mode, id := detectMode(ctx, cfg, log)
+	if id != nil && cfg.CloudWatch.Enabled != "false" {
+		go checkCredentials(ctx, cfg, log)
+	}
 	notifier := sdnotify.Notifier{OnError: func(err error) { log.Debug("sd_notify failed", zap.Error(err)) }}
 	a := &agent.Agent{
 		Log:              log,
@@ -76,7 +81,7 @@ func runAgent(ctx context.Context, g *globalFlags, print bool) error {
 		Mode:             mode,
 		WatchdogInterval: sdnotify.WatchdogInterval(),
 		ShutdownTimeout:  cfg.ShutdownTimeout.D(),
-		Build:            builder(log, print),
+		Build:            builder(log, print, id),
 		Reload: func() (config.Config, error) {
 			c, err := loadConfig(g)
 			if err == nil && c.StateDir != cfg.StateDir {
@@ -99,7 +104,7 @@ func runAgent(ctx context.Context, g *globalFlags, print bool) error {
 
 // detectMode asks IMDS who we are; off EC2 it says once, clearly, that the
 // agent runs in local mode.
-func detectMode(ctx context.Context, cfg config.Config, log *zap.Logger) string {
+func detectMode(ctx context.Context, cfg config.Config, log *zap.Logger) (string, *imds.Identity) {
 	id, err := imds.Detect(ctx, imds.Options{Disabled: cfg.IMDS.Disabled, Endpoint: cfg.IMDS.Endpoint, Timeout: cfg.IMDS.Timeout.D()})
 	if err != nil {
 		reason := "no answer from IMDS"
@@ -108,9 +113,34 @@ func detectMode(ctx context.Context, cfg config.Config, log *zap.Logger) string 
 		}
 		log.Warn("running in local mode: CloudWatch publishing is off; local sinks only",
 			zap.String("reason", reason), zap.Error(err))
-		return "local mode"
+		return "local mode", nil
 	}
 	log.Info("running on EC2", zap.String("instance_id", id.InstanceID), zap.String("region", id.Region),
 		zap.String("instance_type", id.InstanceType), zap.String("image_id", id.ImageID))
-	return "instance " + id.InstanceID
+	if asg, ok := imds.Tag(ctx, imds.Options{Endpoint: cfg.IMDS.Endpoint, Timeout: cfg.IMDS.Timeout.D()}, "aws:autoscaling:groupName"); ok {
+		id.AutoScalingGroup = asg
+	}
+	return "instance " + id.InstanceID, &id
+}
+
+// checkCredentials says once where the SDK's default chain found
+// credentials; keys in the environment or in files on an instance are a
+// risk an IAM role avoids. The credentials themselves are never logged.
+func checkCredentials(ctx context.Context, cfg config.Config, log *zap.Logger) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	awsCfg, err := cwsink.AWSConfig(ctx, cwsink.ClientOptions{Region: cfg.CloudWatch.Region, IMDSEndpoint: cfg.IMDS.Endpoint, Timeout: cfg.CloudWatch.RequestTimeout.D()})
+	if err != nil {
+		log.Warn("AWS SDK configuration failed; CloudWatch publishing will fail", zap.Error(err))
+		return
+	}
+	src, static, err := cwsink.CredentialSource(ctx, awsCfg)
+	switch {
+	case err != nil:
+		log.Warn("no AWS credentials; metrics stay in the spool until an IAM role is attached", zap.Error(err))
+	case static:
+		log.Warn("static AWS credentials in use on EC2; prefer the instance's IAM role", zap.String("credentials_source", src))
+	default:
+		log.Info("AWS credentials from the instance's IAM role", zap.String("credentials_source", src))
+	}
 }

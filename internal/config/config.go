@@ -52,6 +52,36 @@ type Config struct {
 	Incidents       Incidents  `yaml:"incidents"`
 	Jobs            Jobs       `yaml:"jobs"`
 	Syslog          Syslog     `yaml:"syslog"`
+	CloudWatch      CloudWatch `yaml:"cloudwatch"`
+}
+
+// CloudWatch configures metric publishing.
+type CloudWatch struct {
+	// Enabled: auto (on EC2 only), true, or false.
+	Enabled   string `yaml:"enabled"`
+	Namespace string `yaml:"namespace"`
+	// Region defaults to the instance's (from IMDS).
+	Region string `yaml:"region"`
+	// Endpoint overrides the SDK's (which honours AWS_ENDPOINT_URL_CLOUDWATCH).
+	Endpoint string `yaml:"endpoint"`
+	// Period is the aggregation period: one datum per metric per period.
+	// Below 60s all data is sent at high resolution.
+	Period Duration `yaml:"period"`
+	// Dimensions added to every metric besides InstanceId:
+	// AutoScalingGroupName, InstanceType, ImageId.
+	Dimensions []string `yaml:"dimensions"`
+	// HighResolution names metrics aggregated over HighResolutionPeriod
+	// and stored at 1-second resolution (billed the same per metric, but
+	// more data points per request).
+	HighResolution       []string `yaml:"high_resolution"`
+	HighResolutionPeriod Duration `yaml:"high_resolution_period"`
+	// Job dimension cardinality: JobNames, if set, are published as
+	// themselves and every other job as "other"; else the first
+	// MaxJobNames distinct names seen are.
+	JobNames       []string `yaml:"job_names"`
+	MaxJobNames    int      `yaml:"max_job_names"`
+	SpoolMaxBytes  int64    `yaml:"spool_max_bytes"`
+	RequestTimeout Duration `yaml:"request_timeout"`
 }
 
 // Log selects the agent's own logging.
@@ -101,6 +131,11 @@ func Default() Config {
 		},
 		Incidents: Incidents{MaxFileBytes: 16 << 20, KeepFiles: 4},
 		Jobs:      Jobs{Names: []JobName{}},
+		CloudWatch: CloudWatch{
+			Enabled: "auto", Namespace: "EC2Diag", Period: Duration(time.Minute), Dimensions: []string{},
+			HighResolution: []string{}, HighResolutionPeriod: Duration(10 * time.Second), JobNames: []string{},
+			MaxJobNames: 20, SpoolMaxBytes: 32 << 20, RequestTimeout: Duration(30 * time.Second),
+		},
 		Syslog: Syslog{
 			Source:             "auto",
 			Files:              []string{"/var/log/syslog", "/var/log/auth.log"},
@@ -208,6 +243,30 @@ func (c *Config) validate(d *decoder) {
 	if c.Incidents.MaxFileBytes < 64<<10 || c.Incidents.KeepFiles < 1 {
 		bad("incidents.max_file_bytes", "want max_file_bytes >= 65536 and keep_files >= 1")
 	}
+	cw := c.CloudWatch
+	oneOf(bad, "cloudwatch.enabled", cw.Enabled, "auto", "true", "false")
+	if cw.Namespace == "" || len(cw.Namespace) > 255 || cw.Namespace[0] == ':' || len(cw.Namespace) >= 4 && cw.Namespace[:4] == "AWS/" {
+		bad("cloudwatch.namespace", "want 1-255 characters, not starting with \":\" or \"AWS/\", got %q", cw.Namespace)
+	}
+	atLeast(bad, "cloudwatch.period", cw.Period, time.Second)
+	if cw.Period.D() > time.Hour {
+		bad("cloudwatch.period", "want at most 1h, got %s", cw.Period.D())
+	}
+	for i, dim := range cw.Dimensions {
+		oneOf(bad, fmt.Sprintf("cloudwatch.dimensions[%d]", i), dim, "AutoScalingGroupName", "InstanceType", "ImageId")
+	}
+	switch cw.HighResolutionPeriod.D() {
+	case time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second:
+	default:
+		bad("cloudwatch.high_resolution_period", "want 1s, 5s, 10s or 30s, got %s", cw.HighResolutionPeriod.D())
+	}
+	if cw.MaxJobNames < 1 || cw.MaxJobNames > 500 {
+		bad("cloudwatch.max_job_names", "want 1 to 500, got %d", cw.MaxJobNames)
+	}
+	if cw.SpoolMaxBytes < 1<<20 {
+		bad("cloudwatch.spool_max_bytes", "want at least 1048576, got %d", cw.SpoolMaxBytes)
+	}
+	atLeast(bad, "cloudwatch.request_timeout", cw.RequestTimeout, 100*time.Millisecond)
 	for i, n := range c.Jobs.Names {
 		if _, err := regexp.Compile(n.Pattern); err != nil || n.Name == "" {
 			bad(fmt.Sprintf("jobs.names[%d]", i), "want a valid regular expression in pattern and a name, got pattern %q", n.Pattern)

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -22,6 +23,8 @@ type Identity struct {
 	InstanceType     string `json:"instance_type"`
 	ImageID          string `json:"image_id"`
 	AccountID        string `json:"account_id"`
+	// AutoScalingGroup comes from instance tags in IMDS, when allowed.
+	AutoScalingGroup string `json:"auto_scaling_group,omitempty"`
 }
 
 // ErrDisabled means IMDS was switched off by configuration or by the SDK's
@@ -84,4 +87,27 @@ func Detect(ctx context.Context, o Options) (Identity, error) {
 		ImageID:          doc.ImageID,
 		AccountID:        doc.AccountID,
 	}, nil
+}
+
+// Tag reads an instance tag through IMDS (only when the instance allows
+// tags in metadata); ok is false when it is not there.
+func Tag(ctx context.Context, o Options, key string) (string, bool) {
+	if o.Disabled || DisabledByEnv() {
+		return "", false
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 2 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	out, err := Client(o).GetMetadata(ctx, &imds.GetMetadataInput{Path: "tags/instance/" + key})
+	if err != nil {
+		return "", false
+	}
+	defer out.Content.Close()
+	b, err := io.ReadAll(io.LimitReader(out.Content, 4096))
+	if err != nil || len(b) == 0 {
+		return "", false
+	}
+	return strings.TrimSpace(string(b)), true
 }

@@ -1,0 +1,148 @@
+// Package metrics turns the agent's records into CloudWatch-shaped datums:
+// the metric catalogue (names, units, dimensions) and a per-period
+// aggregator that folds many samples into one statistic set, so a fleet
+// pays for one datum per metric per minute, not one per sample.
+//
+// It knows nothing about the AWS SDK or the network; the cloudwatch sink
+// and the spool work on the Datum type defined here.
+package metrics
+
+import (
+	"sort"
+	"strings"
+)
+
+// How a record field becomes a datum.
+type Agg int
+
+const (
+	// Gauge: every sample in the period goes into one statistic set
+	// (SampleCount, Sum, Minimum, Maximum).
+	Gauge Agg = iota
+	// Count: events in the period are summed into one Value.
+	Count
+	// Delta: the record carries a cumulative counter; the period's datum
+	// is the increase (a counter that went down restarted from zero).
+	Delta
+)
+
+// Spec is one catalogue entry.
+type Spec struct {
+	Name string
+	Unit string // a CloudWatch StandardUnit
+	Agg  Agg
+	// Dims lists the dimensions besides InstanceId and the configured
+	// extras: "Job" or "Interface".
+	Dims []string
+	Help string
+	// ZeroFill publishes 0 for periods without events, so an alarm on it
+	// sees "nothing happened" rather than missing data.
+	ZeroFill bool
+}
+
+// host sample field -> metric
+var hostSpecs = map[string]Spec{
+	"cpu_busy_pct":          {Name: "CPUBusy", Unit: "Percent", Help: "CPU busy (user+system+irq+steal), all CPUs"},
+	"cpu_user_pct":          {Name: "CPUUser", Unit: "Percent", Help: "CPU in user mode (incl. nice)"},
+	"cpu_system_pct":        {Name: "CPUSystem", Unit: "Percent", Help: "CPU in kernel mode (incl. irq, softirq)"},
+	"cpu_iowait_pct":        {Name: "CPUIOWait", Unit: "Percent", Help: "CPU idle waiting for I/O"},
+	"cpu_steal_pct":         {Name: "CPUSteal", Unit: "Percent", Help: "CPU stolen by the hypervisor (burstable credits exhausted)"},
+	"mem_used_pct":          {Name: "MemoryUsed", Unit: "Percent", Help: "memory used, as gopsutil defines it"},
+	"mem_available_pct":     {Name: "MemoryAvailable", Unit: "Percent", Help: "MemAvailable / MemTotal"},
+	"swap_used_pct":         {Name: "SwapUsed", Unit: "Percent", Help: "swap used (only when swap exists)"},
+	"psi_cpu_some_avg10":    {Name: "PSICPUSome", Unit: "Percent", Help: "pressure stall: some tasks waiting for CPU (avg10)"},
+	"psi_memory_some_avg10": {Name: "PSIMemorySome", Unit: "Percent", Help: "pressure stall: some tasks waiting for memory (avg10)"},
+	"psi_memory_full_avg10": {Name: "PSIMemoryFull", Unit: "Percent", Help: "pressure stall: all tasks waiting for memory (avg10); thrashing"},
+	"psi_io_full_avg10":     {Name: "PSIIOFull", Unit: "Percent", Help: "pressure stall: all tasks waiting for I/O (avg10)"},
+}
+
+// event type -> count metric
+var eventSpecs = map[string]Spec{
+	"spike":       {Name: "Spikes", Unit: "Count", Agg: Count, ZeroFill: true, Help: "CPU/memory spikes that began in the period"},
+	"oom_kill":    {Name: "OOMKills", Unit: "Count", Agg: Count, ZeroFill: true, Help: "processes killed by the kernel's OOM killer (from the log)"},
+	"hung_task":   {Name: "HungTasks", Unit: "Count", Agg: Count, ZeroFill: true, Help: "hung-task reports (task blocked > 120 s)"},
+	"soft_lockup": {Name: "SoftLockups", Unit: "Count", Agg: Count, Help: "soft-lockup reports"},
+	"rcu_stall":   {Name: "RCUStalls", Unit: "Count", Agg: Count, Help: "RCU stall reports"},
+	"ena_event":   {Name: "ENADriverEvents", Unit: "Count", Agg: Count, Help: "ENA driver warnings in the log (resets, keep-alive timeouts)"},
+}
+
+var correlatedSpike = Spec{Name: "CorrelatedSpikes", Unit: "Count", Agg: Count, ZeroFill: true,
+	Help: "spikes whose cause or contributor is a recognised job run"}
+
+// job_run event field -> metric, per Job
+var jobSpecs = map[string]Spec{
+	"":                 {Name: "JobRuns", Unit: "Count", Agg: Count, Dims: []string{"Job"}, Help: "job runs (cron, timers) that ended in the period"},
+	"duration_seconds": {Name: "JobDuration", Unit: "Seconds", Dims: []string{"Job"}, Help: "wall-clock duration of each run"},
+	"cpu_seconds":      {Name: "JobCPUSeconds", Unit: "Seconds", Dims: []string{"Job"}, Help: "CPU time used by each run's processes (children included)"},
+	"peak_rss_bytes":   {Name: "JobPeakRSS", Unit: "Bytes", Dims: []string{"Job"}, Help: "peak resident memory of each run (sum over its processes)"},
+}
+
+// nethealth sample fields: per-interface figures. Counters arrive as
+// per-interval deltas already and are summed; "healthy" is a 0/1 gauge.
+var nicGauges = map[string]bool{"healthy": true, "conntrack_allowance_available": true, "ena_srd_mode": true,
+	"ena_srd_resource_utilization": true, "num_of_active_io_queues": true} // as collectors/nethealth's gauges
+
+// agent health
+var (
+	agentLines       = Spec{Name: "AgentLinesRead", Unit: "Count", Agg: Delta, Help: "log lines the agent read"}
+	agentUnparsed    = Spec{Name: "AgentParseErrors", Unit: "Count", Agg: Delta, Help: "log lines that did not parse (kept as raw messages)"}
+	agentEvents      = Spec{Name: "AgentEvents", Unit: "Count", Agg: Count, Help: "events the agent recognised or raised"}
+	AgentSpoolBytes  = Spec{Name: "AgentSpoolBytes", Unit: "Bytes", Help: "bytes waiting in the on-disk spool at flush time"}
+	AgentPublishFail = Spec{Name: "AgentPublishFailures", Unit: "Count", Agg: Count, ZeroFill: true, Help: "PutMetricData calls that failed (after the SDK's retries)"}
+	AgentDropped     = Spec{Name: "AgentDatapointsDropped", Unit: "Count", Agg: Count, ZeroFill: true, Help: "datums dropped: invalid, too old, or spool full"}
+	CheckFailures    = Spec{Name: "InstanceCheckFailures", Unit: "Count", Help: "instance checks (ec2diag check) in state fail, at the last run"}
+)
+
+// nicSpec names a per-interface metric: ENA/EFA prefix + the driver's
+// counter name in PascalCase (bw_in_allowance_exceeded ->
+// ENABwInAllowanceExceeded), so people can map it back to ethtool -S.
+func nicSpec(kind, field string) Spec {
+	agg := Count
+	unit := "Count"
+	if nicGauges[field] {
+		agg, unit = Gauge, "None"
+	}
+	return Spec{Name: strings.ToUpper(kind) + Pascal(field), Unit: unit, Agg: agg, Dims: []string{"Interface"}}
+}
+
+// Pascal turns snake_case into PascalCase.
+func Pascal(s string) string {
+	var b strings.Builder
+	up := true
+	for _, c := range s {
+		if c == '_' || c == '-' {
+			up = true
+			continue
+		}
+		if up && c >= 'a' && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		up = false
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// Catalogue lists every fixed metric, for the docs and the dashboard.
+// Per-interface metrics are open-ended (whatever counters the driver has
+// among those published) and are listed by NICCatalogue.
+func Catalogue() []Spec {
+	var out []Spec
+	for _, m := range []map[string]Spec{hostSpecs, eventSpecs, jobSpecs} {
+		for _, s := range m {
+			out = append(out, s)
+		}
+	}
+	out = append(out, correlatedSpike, agentLines, agentUnparsed, agentEvents, AgentSpoolBytes, AgentPublishFail, AgentDropped, CheckFailures)
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// NICCatalogue lists the per-interface metrics for the given counters.
+func NICCatalogue(kind string, fields []string) []Spec {
+	var out []Spec
+	for _, f := range fields {
+		out = append(out, nicSpec(kind, f))
+	}
+	return out
+}

@@ -1,0 +1,93 @@
+package fakecw
+
+import (
+	"net/http"
+	"time"
+)
+
+// Alarm is what PutMetricAlarm stored, as decoded from the wire, so tests
+// can check the request field by field.
+type Alarm map[string]any
+
+func (s *Server) putMetricAlarm(w http.ResponseWriter, body []byte) {
+	var in map[string]any
+	if err := dec.Unmarshal(body, &in); err != nil {
+		s.fail(w, 400, "SerializationException", "", "cannot decode CBOR: "+err.Error())
+		return
+	}
+	name, _ := in["AlarmName"].(string)
+	if name == "" || in["ComparisonOperator"] == nil || in["EvaluationPeriods"] == nil {
+		s.fail(w, 400, "MissingRequiredParameterException", "MissingParameter", "AlarmName, ComparisonOperator and EvaluationPeriods are required")
+		return
+	}
+	s.mu.Lock()
+	prev := s.alarms[name]
+	state := "INSUFFICIENT_DATA"
+	if prev != nil {
+		state, _ = prev["StateValue"].(string) // an update keeps the state
+	}
+	in["StateValue"] = state
+	in["StateUpdatedTimestamp"] = time.Now().UTC()
+	s.alarms[name] = in
+	s.puts++
+	s.mu.Unlock()
+	s.ok(w, nil)
+}
+
+func (s *Server) describeAlarms(w http.ResponseWriter, body []byte) {
+	var in struct{ AlarmNames []string }
+	if err := dec.Unmarshal(body, &in); err != nil {
+		// DescribeAlarms has many optional members; only names matter here.
+		var loose map[string]any
+		if err2 := dec.Unmarshal(body, &loose); err2 != nil {
+			s.fail(w, 400, "SerializationException", "", "cannot decode CBOR: "+err.Error())
+			return
+		}
+		for _, n := range asList(loose["AlarmNames"]) {
+			if s, ok := n.(string); ok {
+				in.AlarmNames = append(in.AlarmNames, s)
+			}
+		}
+	}
+	s.mu.Lock()
+	var out []any
+	for _, n := range in.AlarmNames {
+		if a := s.alarms[n]; a != nil {
+			out = append(out, map[string]any(a))
+		}
+	}
+	s.mu.Unlock()
+	s.ok(w, map[string]any{"MetricAlarms": out})
+}
+
+func asList(v any) []any {
+	l, _ := v.([]any)
+	return l
+}
+
+// Alarms returns the stored alarms by name.
+func (s *Server) Alarms() map[string]Alarm {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]Alarm{}
+	for k, v := range s.alarms {
+		out[k] = v
+	}
+	return out
+}
+
+// AlarmPuts counts PutMetricAlarm calls (idempotency tests).
+func (s *Server) AlarmPuts() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.puts
+}
+
+// SetAlarmState sets a stored alarm's state, as CloudWatch would on data.
+func (s *Server) SetAlarmState(name, state string) {
+	s.mu.Lock()
+	if a := s.alarms[name]; a != nil {
+		a["StateValue"] = state
+	}
+	s.mu.Unlock()
+}
