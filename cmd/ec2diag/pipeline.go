@@ -25,6 +25,7 @@ import (
 	cwsink "github.com/ec2diag/ec2diag/internal/sink/cloudwatch"
 	"github.com/ec2diag/ec2diag/internal/sink/jsonl"
 	"github.com/ec2diag/ec2diag/internal/sink/logsink"
+	"github.com/ec2diag/ec2diag/internal/sink/prom"
 	"github.com/ec2diag/ec2diag/internal/spool"
 	"go.uber.org/zap"
 )
@@ -96,6 +97,15 @@ func builder(log *zap.Logger, print bool, id *imds.Identity) agent.Builder {
 			}
 			p.Sinks = append(p.Sinks, s)
 			desc = append(desc, "file sink "+cfg.Sinks.File.Path)
+		}
+		if l := cfg.Sinks.Prometheus.Listen; l != "" {
+			ps, err := prom.New(l, func(err error) { log.Error("Prometheus endpoint not available", zap.Error(err)) })
+			if err != nil {
+				store.Close()
+				return nil, err
+			}
+			p.Sinks = append(p.Sinks, ps)
+			desc = append(desc, "Prometheus on http://"+l+"/metrics")
 		}
 		if print {
 			p.Sinks = append(p.Sinks, jsonl.New("stdout", os.Stdout, nil))

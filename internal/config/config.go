@@ -5,6 +5,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -102,6 +103,13 @@ type Sinks struct {
 	// SummaryInterval is how often a one-line summary goes to the log.
 	SummaryInterval Duration `yaml:"summary_interval"`
 	File            FileSink `yaml:"file"`
+	Prometheus      PromSink `yaml:"prometheus"`
+}
+
+// PromSink serves the latest figures in the Prometheus text format at
+// http://Listen/metrics; empty Listen disables it. Loopback only.
+type PromSink struct {
+	Listen string `yaml:"listen"`
 }
 
 // FileSink writes every record as a JSON line; empty Path disables it.
@@ -267,6 +275,11 @@ func (c *Config) validate(d *decoder) {
 		bad("cloudwatch.spool_max_bytes", "want at least 1048576, got %d", cw.SpoolMaxBytes)
 	}
 	atLeast(bad, "cloudwatch.request_timeout", cw.RequestTimeout, 100*time.Millisecond)
+	if l := c.Sinks.Prometheus.Listen; l != "" {
+		if err := promAddr(l); err != nil {
+			bad("sinks.prometheus.listen", "%v", err)
+		}
+	}
 	for i, n := range c.Jobs.Names {
 		if _, err := regexp.Compile(n.Pattern); err != nil || n.Name == "" {
 			bad(fmt.Sprintf("jobs.names[%d]", i), "want a valid regular expression in pattern and a name, got pattern %q", n.Pattern)
@@ -344,4 +357,16 @@ type Jobs struct {
 type JobName struct {
 	Pattern string `yaml:"pattern"`
 	Name    string `yaml:"name"`
+}
+
+// promAddr accepts host:port with a loopback host.
+func promAddr(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("want host:port, got %q", addr)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("want a loopback address (127.0.0.1:PORT or [::1]:PORT), got %q: the endpoint has no authentication", addr)
+	}
+	return nil
 }
