@@ -135,3 +135,19 @@ func TestAlarmDryRunOffEC2(t *testing.T) {
 		t.Errorf("dry run off EC2 without --instance-id: exit %d, want 2", code)
 	}
 }
+
+func TestDashboardPut(t *testing.T) {
+	fake := fakecw.Start(t, "")
+	out, code := runCLI(t, []string{"AWS_ENDPOINT_URL_CLOUDWATCH=" + fake.URL}, "dashboard", "--instance-id", "i-0abc", "--region", "eu-west-1", "--put", "ec2diag-i-0abc")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	body := fake.Dashboards()["ec2diag-i-0abc"]
+	if !strings.Contains(body, `InstanceId=\"i-0abc\"`) || !strings.Contains(body, "JobPeakRSS") {
+		t.Errorf("stored body:\n%s", body)
+	}
+	printed, code := runCLI(t, nil, "dashboard", "--asg", "web", "--region", "eu-west-1")
+	if code != 0 || !strings.Contains(printed, `AutoScalingGroupName=\"web\"`) {
+		t.Errorf("fleet body: exit %d\n%s", code, printed)
+	}
+}

@@ -1,6 +1,7 @@
 package fakecw
 
 import (
+	"encoding/json"
 	"net/http"
 	"time"
 )
@@ -90,4 +91,34 @@ func (s *Server) SetAlarmState(name, state string) {
 		a["StateValue"] = state
 	}
 	s.mu.Unlock()
+}
+
+func (s *Server) putDashboard(w http.ResponseWriter, body []byte) {
+	var in struct{ DashboardName, DashboardBody string }
+	if err := dec.Unmarshal(body, &in); err != nil {
+		s.fail(w, 400, "SerializationException", "", "cannot decode CBOR: "+err.Error())
+		return
+	}
+	var parsed struct {
+		Widgets []map[string]any `json:"widgets"`
+	}
+	if in.DashboardName == "" || json.Unmarshal([]byte(in.DashboardBody), &parsed) != nil || len(parsed.Widgets) == 0 {
+		s.fail(w, 400, "InvalidParameterInput", "InvalidParameterInput", "The field DashboardBody must be a valid JSON object with widgets")
+		return
+	}
+	s.mu.Lock()
+	s.dashboards[in.DashboardName] = in.DashboardBody
+	s.mu.Unlock()
+	s.ok(w, map[string]any{"DashboardValidationMessages": []any{}})
+}
+
+// Dashboards returns stored dashboard bodies by name.
+func (s *Server) Dashboards() map[string]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]string{}
+	for k, v := range s.dashboards {
+		out[k] = v
+	}
+	return out
 }

@@ -102,13 +102,14 @@ type Server struct {
 	now         func() time.Time
 	sigFailures int
 	puts        int
+	dashboards  map[string]string
 }
 
 // Start runs the fake on a loopback port (addr "" picks one; a fixed
 // "127.0.0.1:PORT" lets a test stop and restart it at the same URL).
 func Start(t testing.TB, addr string) *Server {
 	t.Helper()
-	s := &Server{seen: map[string]int{}, reject: map[string]bool{}, alarms: map[string]map[string]any{}, now: time.Now}
+	s := &Server{seen: map[string]int{}, reject: map[string]bool{}, alarms: map[string]map[string]any{}, dashboards: map[string]string{}, now: time.Now}
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
@@ -256,6 +257,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.putMetricAlarm(w, body)
 	case "DescribeAlarms":
 		s.describeAlarms(w, body)
+	case "PutDashboard":
+		s.putDashboard(w, body)
 	default:
 		s.fail(w, 404, "UnknownOperationException", "", "unknown operation "+op)
 	}

@@ -1,0 +1,101 @@
+// Package dashboard generates a CloudWatch dashboard body for the
+// agent's metrics, for one instance or for a fleet (an Auto Scaling
+// group), using SEARCH expressions so that new jobs and interfaces show up
+// without editing the dashboard.
+package dashboard
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+)
+
+// Options select what the dashboard shows.
+type Options struct {
+	Namespace string
+	Region    string
+	// InstanceID for one instance; ASG for a fleet (its metrics must be
+	// published with the AutoScalingGroupName dimension).
+	InstanceID string
+	ASG        string
+	// ExtraDims are the configured cloudwatch.dimensions: part of every
+	// metric's dimension set, so part of every search schema.
+	ExtraDims []string
+}
+
+type widget struct {
+	title   string
+	names   []string
+	stat    string
+	dim     string // "", "Job" or "Interface"
+	stacked bool
+}
+
+// Widgets, in order: what an SRE looks at after "what made it hang?".
+var widgets = []widget{
+	{title: "CPU busy and memory available (%)", names: []string{"CPUBusy", "MemoryAvailable", "CPUSteal", "CPUIOWait"}, stat: "Average"},
+	{title: "Spikes, correlated spikes, OOM kills, hung tasks", names: []string{"Spikes", "CorrelatedSpikes", "OOMKills", "HungTasks", "SoftLockups"}, stat: "Sum"},
+	{title: "Pressure stall information (avg10, %)", names: []string{"PSICPUSome", "PSIMemorySome", "PSIMemoryFull", "PSIIOFull"}, stat: "Maximum"},
+	{title: "Job runs", names: []string{"JobRuns"}, stat: "Sum", dim: "Job", stacked: true},
+	{title: "Job CPU seconds per run (max)", names: []string{"JobCPUSeconds"}, stat: "Maximum", dim: "Job"},
+	{title: "Job peak RSS (bytes, max)", names: []string{"JobPeakRSS"}, stat: "Maximum", dim: "Job"},
+	{title: "Job duration (s, max)", names: []string{"JobDuration"}, stat: "Maximum", dim: "Job"},
+	{title: "ENA allowance exceeded (packets)", names: []string{"ENABwInAllowanceExceeded", "ENABwOutAllowanceExceeded", "ENAPpsAllowanceExceeded",
+		"ENAConntrackAllowanceExceeded", "ENALinklocalAllowanceExceeded"}, stat: "Sum", dim: "Interface"},
+	{title: "ENA health (1 = ok), resets, conntrack available", names: []string{"ENAHealthy", "ENATotalResets", "ENATxTimeout", "ENAConntrackAllowanceAvailable"}, stat: "Minimum", dim: "Interface"},
+	{title: "EFA counters", names: []string{"EFAHealthy", "EFARxDrops", "EFARetransPkts", "EFACmdsErr", "EFARdmaReadWrErr", "EFARdmaWriteWrErr"}, stat: "Sum", dim: "Interface"},
+	{title: "ec2diag agent health", names: []string{"AgentLinesRead", "AgentParseErrors", "AgentEvents", "AgentPublishFailures", "AgentDatapointsDropped", "AgentSpoolBytes", "InstanceCheckFailures"}, stat: "Sum"},
+}
+
+// MetricNames lists every metric the dashboard refers to.
+func MetricNames() []string {
+	var out []string
+	for _, w := range widgets {
+		out = append(out, w.names...)
+	}
+	return out
+}
+
+// Body returns the dashboard body JSON.
+func Body(o Options) (string, error) {
+	if (o.InstanceID == "") == (o.ASG == "") {
+		return "", fmt.Errorf("want exactly one of an instance id and an Auto Scaling group")
+	}
+	if o.Namespace == "" || o.Region == "" {
+		return "", fmt.Errorf("namespace and region are required")
+	}
+	schema := []string{o.Namespace, "InstanceId"}
+	for _, d := range o.ExtraDims {
+		if d != "InstanceId" && !(o.ASG != "" && d == "AutoScalingGroupName") {
+			schema = append(schema, d)
+		}
+	}
+	filter := fmt.Sprintf(`InstanceId=%q`, o.InstanceID)
+	scope := o.InstanceID
+	if o.ASG != "" {
+		schema = append(schema, "AutoScalingGroupName")
+		filter = fmt.Sprintf(`AutoScalingGroupName=%q`, o.ASG)
+		scope = "Auto Scaling group " + o.ASG
+	}
+	var ws []map[string]any
+	header := fmt.Sprintf("# ec2diag: %s\nFrom the ec2diag agent (namespace `%s`). Spikes with their cause are in `ec2diag incidents` on the instance and in the journal (`journalctl -u ec2diag -p crit`).", scope, o.Namespace)
+	ws = append(ws, map[string]any{"type": "text", "x": 0, "y": 0, "width": 24, "height": 2, "properties": map[string]any{"markdown": header}})
+	for i, w := range widgets {
+		sch := append([]string(nil), schema...)
+		if w.dim != "" {
+			sch = append(sch, w.dim)
+		}
+		var names []string
+		for _, n := range w.names {
+			names = append(names, fmt.Sprintf("MetricName=%q", n))
+		}
+		expr := fmt.Sprintf("SEARCH('{%s} %s (%s)', '%s', 60)", strings.Join(sch, ","), filter, strings.Join(names, " OR "), w.stat)
+		props := map[string]any{
+			"title": w.title, "region": o.Region, "view": "timeSeries", "stacked": w.stacked, "period": 60, "stat": w.stat,
+			"metrics": []any{[]any{map[string]any{"expression": expr, "id": fmt.Sprintf("e%d", i), "label": ""}}},
+		}
+		ws = append(ws, map[string]any{"type": "metric", "x": (i % 2) * 12, "y": 2 + (i/2)*6, "width": 12, "height": 6, "properties": props})
+	}
+	b, err := json.MarshalIndent(map[string]any{"widgets": ws}, "", "  ")
+	return string(b), err
+}
