@@ -13,10 +13,12 @@ import (
 
 	"github.com/ec2diag/ec2diag/agent"
 	"github.com/ec2diag/ec2diag/collectors"
+	"github.com/ec2diag/ec2diag/collectors/instancecheck"
 	"github.com/ec2diag/ec2diag/collectors/jobs"
 	"github.com/ec2diag/ec2diag/collectors/logsource"
 	"github.com/ec2diag/ec2diag/collectors/nethealth"
 	"github.com/ec2diag/ec2diag/collectors/procstat"
+	"github.com/ec2diag/ec2diag/internal/checks"
 	"github.com/ec2diag/ec2diag/internal/config"
 	"github.com/ec2diag/ec2diag/internal/correlate"
 	"github.com/ec2diag/ec2diag/internal/imds"
@@ -79,6 +81,11 @@ func builder(log *zap.Logger, print bool, id *imds.Identity) agent.Builder {
 			p.Sinks = append(p.Sinks, closer{name: "ethtool", close: func() error { closeStats(); return nil }})
 		}
 
+		if id != nil && cfg.Checks.Interval.D() > 0 {
+			c := cfg
+			p.Collectors = append(p.Collectors, &instancecheck.Collector{Interval: cfg.Checks.Interval.D(),
+				Check: func(ctx context.Context) []checks.Result { return checks.Run(ctx, checkEnv(ctx, c, *id)) }})
+		}
 		p.Sinks = append(p.Sinks, logsink.New(log.Named("events"), cfg.Sinks.SummaryInterval.D()))
 		cw, err := cloudWatchSink(ctx, cfg, id, log.Named("cloudwatch"))
 		if err != nil {

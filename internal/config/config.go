@@ -54,6 +54,19 @@ type Config struct {
 	Jobs            Jobs       `yaml:"jobs"`
 	Syslog          Syslog     `yaml:"syslog"`
 	CloudWatch      CloudWatch `yaml:"cloudwatch"`
+	Checks          Checks     `yaml:"checks"`
+}
+
+// Checks configures the instance hygiene checks (ec2diag check, and the
+// daemon at start and every Interval).
+type Checks struct {
+	// Interval between runs in the daemon; 0 turns them off there.
+	Interval Duration `yaml:"interval"`
+	// AllowedAMIOwners: owner aliases (amazon, aws-marketplace) or
+	// 12-digit account ids trusted to provide AMIs.
+	AllowedAMIOwners []string `yaml:"allowed_ami_owners"`
+	// Endpoint overrides the EC2 API endpoint (AWS_ENDPOINT_URL_EC2 works too).
+	Endpoint string `yaml:"endpoint"`
 }
 
 // CloudWatch configures metric publishing.
@@ -144,6 +157,7 @@ func Default() Config {
 			HighResolution: []string{}, HighResolutionPeriod: Duration(10 * time.Second), JobNames: []string{},
 			MaxJobNames: 20, SpoolMaxBytes: 32 << 20, RequestTimeout: Duration(30 * time.Second),
 		},
+		Checks: Checks{Interval: Duration(24 * time.Hour), AllowedAMIOwners: []string{"amazon", "099720109477", "136693071363"}},
 		Syslog: Syslog{
 			Source:             "auto",
 			Files:              []string{"/var/log/syslog", "/var/log/auth.log"},
@@ -280,6 +294,14 @@ func (c *Config) validate(d *decoder) {
 			bad("sinks.prometheus.listen", "%v", err)
 		}
 	}
+	if c.Checks.Interval.D() != 0 {
+		atLeast(bad, "checks.interval", c.Checks.Interval, time.Minute)
+	}
+	for i, o := range c.Checks.AllowedAMIOwners {
+		if !ownerRe.MatchString(o) {
+			bad(fmt.Sprintf("checks.allowed_ami_owners[%d]", i), "want amazon, aws-marketplace or a 12-digit account id, got %q", o)
+		}
+	}
 	for i, n := range c.Jobs.Names {
 		if _, err := regexp.Compile(n.Pattern); err != nil || n.Name == "" {
 			bad(fmt.Sprintf("jobs.names[%d]", i), "want a valid regular expression in pattern and a name, got pattern %q", n.Pattern)
@@ -358,6 +380,8 @@ type JobName struct {
 	Pattern string `yaml:"pattern"`
 	Name    string `yaml:"name"`
 }
+
+var ownerRe = regexp.MustCompile(`^(amazon|aws-marketplace|aws-backup-vault|[0-9]{12})$`)
 
 // promAddr accepts host:port with a loopback host.
 func promAddr(addr string) error {

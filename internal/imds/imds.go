@@ -111,3 +111,30 @@ func Tag(ctx context.Context, o Options, key string) (string, bool) {
 	}
 	return strings.TrimSpace(string(b)), true
 }
+
+// Get reads one meta-data path. found is false on 404 (not configured on
+// this instance), which is an answer, not an error.
+func Get(ctx context.Context, o Options, path string) (value string, found bool, err error) {
+	if o.Disabled || DisabledByEnv() {
+		return "", false, ErrDisabled
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 2 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	out, err := Client(o).GetMetadata(ctx, &imds.GetMetadataInput{Path: path})
+	if err != nil {
+		var re interface{ HTTPStatusCode() int }
+		if errors.As(err, &re) && re.HTTPStatusCode() == 404 {
+			return "", false, nil
+		}
+		return "", false, err
+	}
+	defer out.Content.Close()
+	b, err := io.ReadAll(io.LimitReader(out.Content, 64<<10))
+	if err != nil {
+		return "", false, err
+	}
+	return strings.TrimSpace(string(b)), true, nil
+}

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/ec2diag/ec2diag/internal/checks"
+	"github.com/ec2diag/ec2diag/internal/config"
+	"github.com/ec2diag/ec2diag/internal/imds"
+	cwsink "github.com/ec2diag/ec2diag/internal/sink/cloudwatch"
+	"github.com/spf13/cobra"
+)
+
+func newCheckCmd(g *globalFlags) *cobra.Command {
+	var format string
+	c := &cobra.Command{
+		Use:   "check [--format json]",
+		Short: "Instance hygiene checks (AMI provenance, Allowed AMIs, credentials, IMDSv2, hop limit, hibernation, placement)",
+		Long: `Run the instance hygiene checks and print one line per check: pass, warn or fail,
+with the reason. Exit status 1 when any check fails, 0 otherwise.
+
+  ami-provenance   the AMI's owner is an allowed provider (checks.allowed_ami_owners);
+                   a public AMI from an unknown owner fails (the "whoAMI" attack)
+  allowed-amis     the account's Allowed AMIs setting is enabled or in audit mode
+  credentials      credentials come from the instance's IAM role, not static keys
+  imdsv2-required  IMDSv1 is disabled
+  imds-hop-limit   the hop limit fits (1 for the host, 2 with containers)
+  hibernation      configured or not
+  placement        availability zone, placement group and partition
+
+JSON (--format json): {"results": [{"name", "status", "reason", "details"}], "worst"}.
+Missing permissions give a warn naming the permission, never a fail.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(g)
+			if err != nil {
+				return &exitError{code: exitUsage, err: err}
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Minute)
+			defer cancel()
+			id, err := imds.Detect(ctx, imds.Options{Disabled: cfg.IMDS.Disabled, Endpoint: cfg.IMDS.Endpoint, Timeout: cfg.IMDS.Timeout.D()})
+			if err != nil {
+				return &exitError{code: exitUsage, err: fmt.Errorf("ec2diag check runs on an EC2 instance (IMDS: %v)", err)}
+			}
+			rs := checks.Run(ctx, checkEnv(ctx, cfg, id))
+			out := cmd.OutOrStdout()
+			if format == "json" {
+				if err := json.NewEncoder(out).Encode(map[string]any{"results": rs, "worst": checks.Worst(rs)}); err != nil {
+					return err
+				}
+			} else {
+				for _, r := range rs {
+					fmt.Fprintf(out, "%-4s  %-16s %s\n", r.Status, r.Name, r.Reason)
+				}
+			}
+			if checks.Worst(rs) == checks.Fail {
+				return &exitError{code: exitFailure}
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&format, "format", "text", "output: text or json")
+	return c
+}
+
+// checkEnv wires the checks to this instance's IMDS and the SDK.
+func checkEnv(ctx context.Context, cfg config.Config, id imds.Identity) checks.Env {
+	io := imds.Options{Disabled: cfg.IMDS.Disabled, Endpoint: cfg.IMDS.Endpoint, Timeout: cfg.IMDS.Timeout.D()}
+	e := checks.Env{
+		InstanceID: id.InstanceID, AccountID: id.AccountID, ImageID: id.ImageID, AllowedOwners: cfg.Checks.AllowedAMIOwners,
+		Meta:       func(ctx context.Context, p string) (string, bool, error) { return imds.Get(ctx, io, p) },
+		Containers: checks.Containers,
+		Homes:      []string{"/root"},
+	}
+	if h, err := os.UserHomeDir(); err == nil && h != "/root" {
+		e.Homes = append(e.Homes, h)
+	}
+	region := cfg.CloudWatch.Region
+	if region == "" {
+		region = id.Region
+	}
+	awsCfg, err := cwsink.AWSConfig(ctx, cwsink.ClientOptions{Region: region, IMDSEndpoint: cfg.IMDS.Endpoint, Timeout: 30 * time.Second})
+	if err != nil {
+		return e
+	}
+	e.Credentials = func(ctx context.Context) (string, bool, error) { return cwsink.CredentialSource(ctx, awsCfg) }
+	e.EC2 = ec2.NewFromConfig(awsCfg, func(o *ec2.Options) {
+		if cfg.Checks.Endpoint != "" {
+			o.BaseEndpoint = aws.String(cfg.Checks.Endpoint)
+		}
+	})
+	return e
+}
