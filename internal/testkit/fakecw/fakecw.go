@@ -10,10 +10,6 @@ package fakecw
 import (
 	"bytes"
 	"compress/gzip"
-	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"math"
@@ -26,8 +22,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/ec2diag/ec2diag/internal/testkit/sigv4"
+
 	"github.com/fxamacker/cbor/v2"
 )
 
@@ -233,7 +229,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, 400, "SerializationException", "", "not an RPC v2 CBOR request")
 		return
 	}
-	if err := s.verify(r, raw); err != nil {
+	if err := sigv4.Verify(r, raw, AccessKey, SecretKey, "monitoring", s.now()); err != nil {
 		s.count(&s.sigFailures)
 		s.fail(w, 403, "InvalidSignatureException", "InvalidSignature", err.Error())
 		return
@@ -279,56 +275,6 @@ func hijackClose(w http.ResponseWriter) {
 			c.Close()
 		}
 	}
-}
-
-// verify re-signs the request with the test credentials (SigV4, signing
-// name "monitoring") and compares signatures.
-func (s *Server) verify(r *http.Request, raw []byte) error {
-	auth := r.Header.Get("Authorization")
-	if !strings.HasPrefix(auth, "AWS4-HMAC-SHA256 ") {
-		return fmt.Errorf("missing SigV4 Authorization")
-	}
-	fields := map[string]string{}
-	for _, p := range strings.Split(strings.TrimPrefix(auth, "AWS4-HMAC-SHA256 "), ",") {
-		k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
-		fields[k] = v
-	}
-	scope := strings.Split(fields["Credential"], "/")
-	if len(scope) != 5 || scope[0] != AccessKey || scope[3] != "monitoring" || scope[4] != "aws4_request" {
-		return fmt.Errorf("bad credential scope %q", fields["Credential"])
-	}
-	t, err := time.Parse("20060102T150405Z", r.Header.Get("X-Amz-Date"))
-	if err != nil || scope[1] != t.Format("20060102") {
-		return fmt.Errorf("bad X-Amz-Date")
-	}
-	if d := s.now().Sub(t); d > 15*time.Minute || d < -15*time.Minute {
-		return fmt.Errorf("signature expired")
-	}
-	req, _ := http.NewRequest(r.Method, "http://"+r.Host+r.URL.RequestURI(), nil)
-	req.Host = r.Host
-	for _, h := range strings.Split(fields["SignedHeaders"], ";") {
-		if h == "host" {
-			continue
-		}
-		if h == "content-length" {
-			req.ContentLength = r.ContentLength
-		}
-		for _, v := range r.Header.Values(h) {
-			req.Header.Add(h, v)
-		}
-	}
-	sum := sha256.Sum256(raw)
-	creds := aws.Credentials{AccessKeyID: AccessKey, SecretAccessKey: SecretKey, SessionToken: r.Header.Get("X-Amz-Security-Token")}
-	if err := v4.NewSigner().SignHTTP(context.Background(), creds, req, hex.EncodeToString(sum[:]), "monitoring", scope[2], t); err != nil {
-		return err
-	}
-	want := req.Header.Get("Authorization")
-	i := strings.Index(want, "Signature=")
-	j := strings.Index(auth, "Signature=")
-	if i < 0 || j < 0 || !hmac.Equal([]byte(want[i:]), []byte(auth[j:])) {
-		return fmt.Errorf("signature mismatch")
-	}
-	return nil
 }
 
 var dec, _ = cbor.DecOptions{IndefLength: cbor.IndefLengthAllowed, ExtraReturnErrors: cbor.ExtraDecErrorUnknownField}.DecMode()

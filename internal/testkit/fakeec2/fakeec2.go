@@ -5,23 +5,17 @@
 package fakeec2
 
 import (
-	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"html"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/ec2diag/ec2diag/internal/testkit/sigv4"
 )
 
 // Test credentials the fake accepts (the same as fakecw's).
@@ -89,7 +83,7 @@ func (s *Server) SigFailures() int {
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	raw, _ := io.ReadAll(r.Body)
-	if err := verify(r, raw); err != nil {
+	if err := sigv4.Verify(r, raw, AccessKey, SecretKey, "ec2", time.Now()); err != nil {
 		s.mu.Lock()
 		s.sigFail++
 		s.mu.Unlock()
@@ -149,45 +143,4 @@ func (s *Server) fail(w http.ResponseWriter, status int, code, msg string) {
 	w.WriteHeader(status)
 	fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?>
 <Response><Errors><Error><Code>%s</Code><Message>%s</Message></Error></Errors><RequestID>fake</RequestID></Response>`, x(code), x(msg))
-}
-
-func verify(r *http.Request, raw []byte) error {
-	auth := r.Header.Get("Authorization")
-	fields := map[string]string{}
-	for _, p := range strings.Split(strings.TrimPrefix(auth, "AWS4-HMAC-SHA256 "), ",") {
-		k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
-		fields[k] = v
-	}
-	scope := strings.Split(fields["Credential"], "/")
-	if len(scope) != 5 || scope[0] != AccessKey || scope[3] != "ec2" {
-		return fmt.Errorf("bad credential scope %q", fields["Credential"])
-	}
-	t, err := time.Parse("20060102T150405Z", r.Header.Get("X-Amz-Date"))
-	if err != nil {
-		return err
-	}
-	req, _ := http.NewRequest(r.Method, "http://"+r.Host+r.URL.RequestURI(), nil)
-	req.Host = r.Host
-	for _, h := range strings.Split(fields["SignedHeaders"], ";") {
-		if h == "host" {
-			continue
-		}
-		if h == "content-length" {
-			req.ContentLength = r.ContentLength
-		}
-		for _, v := range r.Header.Values(h) {
-			req.Header.Add(h, v)
-		}
-	}
-	sum := sha256.Sum256(raw)
-	creds := aws.Credentials{AccessKeyID: AccessKey, SecretAccessKey: SecretKey, SessionToken: r.Header.Get("X-Amz-Security-Token")}
-	if err := v4.NewSigner().SignHTTP(context.Background(), creds, req, hex.EncodeToString(sum[:]), "ec2", scope[2], t); err != nil {
-		return err
-	}
-	want := req.Header.Get("Authorization")
-	i, j := strings.Index(want, "Signature="), strings.Index(auth, "Signature=")
-	if i < 0 || j < 0 || !hmac.Equal([]byte(want[i:]), []byte(auth[j:])) {
-		return fmt.Errorf("signature mismatch")
-	}
-	return nil
 }
