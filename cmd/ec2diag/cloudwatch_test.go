@@ -12,6 +12,7 @@ import (
 
 	"github.com/ec2diag/ec2diag/internal/testkit"
 	"github.com/ec2diag/ec2diag/internal/testkit/fakecw"
+	"github.com/ec2diag/ec2diag/internal/testkit/fakeec2"
 )
 
 // cwEnv runs the agent as on an instance: identity and role credentials
@@ -27,10 +28,12 @@ type cwEnv struct {
 	agents []*child
 }
 
-func newCWEnv(t *testing.T) *cwEnv {
+func newCWEnv(t *testing.T) *cwEnv { return newCWEnvArgs(t, nil, "") }
+
+func newCWEnvArgs(t *testing.T, aemmArgs []string, extra string) *cwEnv {
 	dir := t.TempDir()
 	e := &cwEnv{t: t, fake: fakecw.Start(t, ""), state: filepath.Join(dir, "state"), cfg: filepath.Join(dir, "config.yaml")}
-	e.aemm = testkit.StartAEMM(t, testkit.AEMMOptions{AccessKey: fakecw.AccessKey, SecretKey: fakecw.SecretKey, Token: "role-session-token"})
+	e.aemm = testkit.StartAEMM(t, testkit.AEMMOptions{AccessKey: fakecw.AccessKey, SecretKey: fakecw.SecretKey, Token: "role-session-token", Args: aemmArgs})
 	syslog := filepath.Join(dir, "syslog")
 	writeFile(t, syslog, "")
 	writeFile(t, e.cfg, fmt.Sprintf(`%shost:
@@ -44,12 +47,12 @@ cloudwatch:
   period: 1s
   request_timeout: 2s
   dimensions: [InstanceType]
-`, noConsole, syslog, e.fake.URL))
+%s`, noConsole, syslog, e.fake.URL, extra))
 	return e
 }
 
-func (e *cwEnv) start() *child {
-	c := startAgent(e.t, bin(e.t), []string{"AWS_EC2_METADATA_DISABLED=false", "AWS_EC2_METADATA_SERVICE_ENDPOINT=" + e.aemm},
+func (e *cwEnv) start(env ...string) *child {
+	c := startAgent(e.t, bin(e.t), append([]string{"AWS_EC2_METADATA_DISABLED=false", "AWS_EC2_METADATA_SERVICE_ENDPOINT=" + e.aemm}, env...),
 		"--config", e.cfg, "--state-dir", e.state, "--log-format", "json")
 	e.agents = append(e.agents, c)
 	return c
@@ -174,4 +177,36 @@ func TestCloudWatchEndpointFromSDKVariable(t *testing.T) {
 	startAgent(t, bin(t), []string{"AWS_EC2_METADATA_DISABLED=false", "AWS_EC2_METADATA_SERVICE_ENDPOINT=" + e.aemm, "AWS_ENDPOINT_URL_CLOUDWATCH=" + e.fake.URL},
 		"--config", e.cfg, "--state-dir", e.state, "--log-format", "json")
 	e.waitDatums(2, 20*time.Second)
+}
+
+// On an instance the daemon also watches IMDS notices and runs the
+// hygiene checks: a spot interruption notice is logged once, with its
+// deadline, and both reach CloudWatch as figures.
+func TestDaemonReportsSpotNoticeAndChecks(t *testing.T) {
+	ec2 := fakeec2.Start(t, fakeec2.Instance{ID: testkit.AEMMInstanceID, ImageID: testkit.AEMMImageID, ImageOwnerID: "999988887777",
+		ImagePublic: true, AllowedImages: "disabled", HTTPTokens: "optional", HopLimit: 1})
+	e := newCWEnvArgs(t, []string{"spot", "-d", "2", "-a", "terminate", "--rebalance-delay-sec", "3600"}, "imds:\n  events_interval: 1s\n")
+	a := e.start("AWS_ENDPOINT_URL_EC2=" + ec2.URL)
+	deadline := time.Now().Add(20 * time.Second)
+	have := func(name string, v float64) bool {
+		for _, d := range e.fake.Datums() {
+			if d.Name == name && d.Stats != nil && *d.Stats.Maximum == v {
+				return true
+			}
+		}
+		return false
+	}
+	for !(have("SpotInterruptionNotice", 1) && have("InstanceCheckFailures", 2)) && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !have("SpotInterruptionNotice", 1) || !have("InstanceCheckFailures", 2) {
+		t.Fatalf("CloudWatch lacks SpotInterruptionNotice=1 or InstanceCheckFailures=2 (whoAMI + IMDSv1)")
+	}
+	log := a.stderr.String()
+	if n := strings.Count(log, "spot interruption notice: the instance will be terminated"); n != 1 {
+		t.Errorf("spot notice logged %d times, want once:\n%s", n, log)
+	}
+	if !strings.Contains(log, "ami-provenance: fail") || !strings.Contains(log, "imdsv2-required: fail") {
+		t.Errorf("check failures not in the log:\n%s", log)
+	}
 }

@@ -13,11 +13,13 @@ import (
 
 	"github.com/ec2diag/ec2diag/agent"
 	"github.com/ec2diag/ec2diag/collectors"
+	"github.com/ec2diag/ec2diag/collectors/imdsevents"
 	"github.com/ec2diag/ec2diag/collectors/instancecheck"
 	"github.com/ec2diag/ec2diag/collectors/jobs"
 	"github.com/ec2diag/ec2diag/collectors/logsource"
 	"github.com/ec2diag/ec2diag/collectors/nethealth"
 	"github.com/ec2diag/ec2diag/collectors/procstat"
+	"github.com/ec2diag/ec2diag/collectors/suspend"
 	"github.com/ec2diag/ec2diag/internal/checks"
 	"github.com/ec2diag/ec2diag/internal/config"
 	"github.com/ec2diag/ec2diag/internal/correlate"
@@ -81,6 +83,12 @@ func builder(log *zap.Logger, print bool, id *imds.Identity) agent.Builder {
 			p.Sinks = append(p.Sinks, closer{name: "ethtool", close: func() error { closeStats(); return nil }})
 		}
 
+		p.Collectors = append(p.Collectors, &suspend.Collector{Interval: cfg.Host.Interval.D()})
+		if id != nil && cfg.IMDS.EventsInterval.D() > 0 {
+			io := imds.Options{Endpoint: cfg.IMDS.Endpoint, Timeout: cfg.IMDS.Timeout.D()}
+			p.Collectors = append(p.Collectors, &imdsevents.Collector{Interval: cfg.IMDS.EventsInterval.D(),
+				Get: func(ctx context.Context, path string) (string, bool, error) { return imds.Get(ctx, io, path) }})
+		}
 		if id != nil && cfg.Checks.Interval.D() > 0 {
 			c := cfg
 			p.Collectors = append(p.Collectors, &instancecheck.Collector{Interval: cfg.Checks.Interval.D(),

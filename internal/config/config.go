@@ -109,6 +109,9 @@ type IMDS struct {
 	Disabled bool     `yaml:"disabled"`
 	Endpoint string   `yaml:"endpoint"`
 	Timeout  Duration `yaml:"timeout"`
+	// EventsInterval is how often spot, rebalance and scheduled-event
+	// notices are polled on EC2; 0 turns it off.
+	EventsInterval Duration `yaml:"events_interval"`
 }
 
 // Sinks configures the local outputs, which work on and off EC2.
@@ -141,7 +144,7 @@ func Default() Config {
 		StateDir:        "/var/lib/ec2diag",
 		ShutdownTimeout: Duration(10 * time.Second),
 		Log:             Log{Level: "info", Format: "auto"},
-		IMDS:            IMDS{Timeout: Duration(2 * time.Second)},
+		IMDS:            IMDS{Timeout: Duration(2 * time.Second), EventsInterval: Duration(5 * time.Second)},
 		Sinks:           Sinks{SummaryInterval: Duration(5 * time.Minute)},
 		Host:            HostConfig{Interval: Duration(5 * time.Second)},
 		Spikes: Spikes{
@@ -293,6 +296,9 @@ func (c *Config) validate(d *decoder) {
 		if err := promAddr(l); err != nil {
 			bad("sinks.prometheus.listen", "%v", err)
 		}
+	}
+	if c.IMDS.EventsInterval.D() != 0 {
+		atLeast(bad, "imds.events_interval", c.IMDS.EventsInterval, time.Second)
 	}
 	if c.Checks.Interval.D() != 0 {
 		atLeast(bad, "checks.interval", c.Checks.Interval, time.Minute)

@@ -44,6 +44,7 @@ var widgets = []widget{
 		"ENAConntrackAllowanceExceeded", "ENALinklocalAllowanceExceeded"}, stat: "Sum", dim: "Interface"},
 	{title: "ENA health (1 = ok), resets, conntrack available", names: []string{"ENAHealthy", "ENATotalResets", "ENATxTimeout", "ENAConntrackAllowanceAvailable"}, stat: "Minimum", dim: "Interface"},
 	{title: "EFA counters", names: []string{"EFAHealthy", "EFARxDrops", "EFARetransPkts", "EFACmdsErr", "EFARdmaReadWrErr", "EFARdmaWriteWrErr"}, stat: "Sum", dim: "Interface"},
+	{title: "AWS notices: spot interruption, rebalance, scheduled events; resumes", names: []string{"SpotInterruptionNotice", "RebalanceRecommendation", "ScheduledEvents", "Resumes"}, stat: "Maximum"},
 	{title: "ec2diag agent health", names: []string{"AgentLinesRead", "AgentParseErrors", "AgentEvents", "AgentPublishFailures", "AgentDatapointsDropped", "AgentSpoolBytes", "InstanceCheckFailures"}, stat: "Sum"},
 }
 

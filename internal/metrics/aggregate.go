@@ -120,6 +120,12 @@ func (a *Aggregator) Add(r *collectors.Record) {
 	case r.Kind == collectors.KindSample && r.Source == "logsource":
 		a.delta(agentLines, "lines", t, r.Metrics["lines_read"])
 		a.delta(agentUnparsed, "unparsed", t, r.Metrics["lines_unparsed"])
+	case r.Kind == collectors.KindSample && r.Source == "imdsevents":
+		for k, v := range r.Metrics {
+			if s, ok := noticeSpecs[k]; ok {
+				a.add(s, nil, t, v)
+			}
+		}
 	case r.Kind == collectors.KindSample && r.Source == "instancecheck":
 		a.add(CheckFailures, nil, t, r.Metrics["fail"])
 	case r.Kind == collectors.KindSample && r.Source == "nethealth":

@@ -64,6 +64,7 @@ var eventSpecs = map[string]Spec{
 	"soft_lockup": {Name: "SoftLockups", Unit: "Count", Agg: Count, Help: "soft-lockup reports"},
 	"rcu_stall":   {Name: "RCUStalls", Unit: "Count", Agg: Count, Help: "RCU stall reports"},
 	"ena_event":   {Name: "ENADriverEvents", Unit: "Count", Agg: Count, Help: "ENA driver warnings in the log (resets, keep-alive timeouts)"},
+	"resume":      {Name: "Resumes", Unit: "Count", Agg: Count, Help: "resumes from suspend (hibernation), told apart from hangs by CLOCK_BOOTTIME"},
 }
 
 var correlatedSpike = Spec{Name: "CorrelatedSpikes", Unit: "Count", Agg: Count, ZeroFill: true,
@@ -75,6 +76,13 @@ var jobSpecs = map[string]Spec{
 	"duration_seconds": {Name: "JobDuration", Unit: "Seconds", Dims: []string{"Job"}, Help: "wall-clock duration of each run"},
 	"cpu_seconds":      {Name: "JobCPUSeconds", Unit: "Seconds", Dims: []string{"Job"}, Help: "CPU time used by each run's processes (children included)"},
 	"peak_rss_bytes":   {Name: "JobPeakRSS", Unit: "Bytes", Dims: []string{"Job"}, Help: "peak resident memory of each run (sum over its processes)"},
+}
+
+// imdsevents sample fields: 0/1 (or a count) while AWS announces something.
+var noticeSpecs = map[string]Spec{
+	"spot_interruption":        {Name: "SpotInterruptionNotice", Unit: "None", Help: "1 while IMDS carries a spot interruption notice (2 minutes' warning)"},
+	"rebalance_recommendation": {Name: "RebalanceRecommendation", Unit: "None", Help: "1 while IMDS carries a rebalance recommendation"},
+	"scheduled_events":         {Name: "ScheduledEvents", Unit: "Count", Help: "active scheduled maintenance events (reboot, stop, retirement)"},
 }
 
 // nethealth sample fields: per-interface figures. Counters arrive as
@@ -128,7 +136,7 @@ func Pascal(s string) string {
 // among those published) and are listed by NICCatalogue.
 func Catalogue() []Spec {
 	var out []Spec
-	for _, m := range []map[string]Spec{hostSpecs, eventSpecs, jobSpecs} {
+	for _, m := range []map[string]Spec{hostSpecs, eventSpecs, jobSpecs, noticeSpecs} {
 		for _, s := range m {
 			out = append(out, s)
 		}

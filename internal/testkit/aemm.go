@@ -63,7 +63,7 @@ func StartAEMM(t testing.TB, o AEMMOptions) string {
 	}
 	args := o.Args
 	if args == nil {
-		args = []string{"spot", "-d", "3600"}
+		args = []string{"spot", "-d", "3600", "--rebalance-delay-sec", "3600"}
 	}
 	args = append(args, "-c", cfgPath, "-n", "127.0.0.1", "-p", fmt.Sprint(port), "-I")
 	cmd := exec.Command(bin, args...)

@@ -1,0 +1,154 @@
+// Package imdsevents watches IMDS for what AWS announces to an instance
+// before it happens: spot interruption notices (2 minutes' warning),
+// rebalance recommendations, and scheduled maintenance events. Each
+// notice is logged once, with its deadline, and published as a figure.
+package imdsevents
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ec2diag/ec2diag/collectors"
+)
+
+// Getter reads an IMDS meta-data path; found=false is a 404 (nothing
+// announced), the normal answer.
+type Getter func(ctx context.Context, path string) (value string, found bool, err error)
+
+// Collector polls every Interval (AWS suggests every 5 s for spot notices).
+type Collector struct {
+	Get      Getter
+	Interval time.Duration
+	seen     map[string]bool
+	errors   int
+}
+
+func (c *Collector) Name() string { return "imdsevents" }
+
+// Notice is one announcement.
+type Notice struct {
+	Kind     string // spot_interruption, rebalance_recommendation, scheduled_event
+	Action   string
+	Deadline string
+	ID       string
+	Message  string
+}
+
+func (c *Collector) Run(ctx context.Context, e collectors.Emitter) error {
+	c.seen = map[string]bool{}
+	if c.Interval <= 0 {
+		c.Interval = 5 * time.Second
+	}
+	first := true
+	for {
+		now := time.Now()
+		ns, m, err := c.Poll(ctx)
+		if err != nil {
+			c.errors++
+			if c.errors == 1 || c.errors%720 == 0 { // once, then hourly at 5 s
+				e.Emit(ctx, collectors.Record{Time: now, Kind: collectors.KindEvent, Source: "imdsevents", Type: "imds_error",
+					Message: "cannot read instance notices from IMDS: " + err.Error(), Dims: map[string]string{"level": "warn"}})
+			}
+		}
+		for _, n := range ns {
+			// An instance gets one interruption notice, but its time
+			// may be restated (AEMM recomputes it per request): the
+			// deadline is not part of its identity.
+			key := n.Kind + "/" + n.ID + "/" + n.Action
+			if c.seen[key] {
+				continue
+			}
+			c.seen[key] = true
+			e.Emit(ctx, collectors.Record{Time: now, Kind: collectors.KindEvent, Source: "imdsevents", Type: n.Kind, Message: n.Message,
+				Dims: map[string]string{"level": "warn", "action": n.Action, "deadline": n.Deadline, "event_id": n.ID}})
+		}
+		if m != nil {
+			e.Emit(ctx, collectors.Record{Time: now, Kind: collectors.KindSample, Source: "imdsevents", Type: "imdsevents", Metrics: m})
+		}
+		if first {
+			e.Ready()
+			first = false
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(c.Interval):
+		}
+	}
+}
+
+// Poll reads the three paths once.
+func (c *Collector) Poll(ctx context.Context) ([]Notice, map[string]float64, error) {
+	var out []Notice
+	m := map[string]float64{"spot_interruption": 0, "rebalance_recommendation": 0, "scheduled_events": 0}
+	var firstErr error
+	keep := func(err error) {
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
+	if v, ok, err := c.Get(ctx, "spot/instance-action"); err != nil {
+		keep(err)
+	} else if ok {
+		var ia struct{ Action, Time string }
+		if err := json.Unmarshal([]byte(v), &ia); err != nil {
+			keep(fmt.Errorf("spot/instance-action is not the documented JSON: %w", err))
+		} else {
+			m["spot_interruption"] = 1
+			out = append(out, Notice{Kind: "spot_interruption", Action: ia.Action, Deadline: ia.Time,
+				Message: fmt.Sprintf("spot interruption notice: the instance will be %s at %s (%s from now)", pastTense(ia.Action), ia.Time, until(ia.Time))})
+		}
+	}
+	if v, ok, err := c.Get(ctx, "events/recommendations/rebalance"); err != nil {
+		keep(err)
+	} else if ok {
+		var rb struct{ NoticeTime string }
+		if err := json.Unmarshal([]byte(v), &rb); err != nil {
+			keep(fmt.Errorf("events/recommendations/rebalance is not the documented JSON: %w", err))
+		} else {
+			m["rebalance_recommendation"] = 1
+			out = append(out, Notice{Kind: "rebalance_recommendation", Deadline: rb.NoticeTime,
+				Message: "rebalance recommendation (since " + rb.NoticeTime + "): this spot instance is at elevated risk of interruption"})
+		}
+	}
+	if v, ok, err := c.Get(ctx, "events/maintenance/scheduled"); err != nil {
+		keep(err)
+	} else if ok && strings.TrimSpace(v) != "" {
+		var evs []struct{ Code, Description, EventId, NotBefore, NotAfter, NotBeforeDeadline, State string }
+		if err := json.Unmarshal([]byte(v), &evs); err != nil {
+			keep(fmt.Errorf("events/maintenance/scheduled is not the documented JSON: %w", err))
+		}
+		for _, ev := range evs {
+			if ev.State != "" && ev.State != "active" {
+				continue // completed or canceled
+			}
+			m["scheduled_events"]++
+			out = append(out, Notice{Kind: "scheduled_event", Action: ev.Code, Deadline: ev.NotBefore, ID: ev.EventId,
+				Message: fmt.Sprintf("scheduled event %s (%s) %s: not before %s, not after %s", ev.EventId, ev.Code, ev.Description, ev.NotBefore, ev.NotAfter)})
+		}
+	}
+	return out, m, firstErr
+}
+
+func pastTense(a string) string {
+	switch a {
+	case "terminate":
+		return "terminated"
+	case "stop":
+		return "stopped"
+	case "hibernate":
+		return "hibernated"
+	}
+	return a
+}
+
+func until(ts string) string {
+	t, err := time.Parse(time.RFC3339, ts)
+	if err != nil {
+		return "unknown time"
+	}
+	return time.Until(t).Round(time.Second).String()
+}

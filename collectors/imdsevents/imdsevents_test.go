@@ -1,0 +1,93 @@
+package imdsevents
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ec2diag/ec2diag/collectors"
+	"github.com/ec2diag/ec2diag/internal/imds"
+	"github.com/ec2diag/ec2diag/internal/testkit"
+)
+
+func getter(url string) Getter {
+	o := imds.Options{Endpoint: url, Timeout: 2 * time.Second}
+	return func(ctx context.Context, p string) (string, bool, error) { return imds.Get(ctx, o, p) }
+}
+
+type rec struct {
+	mu sync.Mutex
+	rs []collectors.Record
+}
+
+func (r *rec) Emit(_ context.Context, x collectors.Record) error {
+	r.mu.Lock()
+	r.rs = append(r.rs, x)
+	r.mu.Unlock()
+	return nil
+}
+func (r *rec) Ready() {}
+func (r *rec) events(typ string) (n int, last collectors.Record) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, x := range r.rs {
+		if x.Type == typ {
+			n++
+			last = x
+		}
+	}
+	return
+}
+
+// Against the real IMDS mock: no notice, then a spot interruption notice
+// two seconds in after a rebalance recommendation at one second, each
+// logged once however often it is polled.
+func TestSpotInterruptionFromRealIMDSMock(t *testing.T) {
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "")
+	url := testkit.StartAEMM(t, testkit.AEMMOptions{Args: []string{"spot", "-d", "2", "-a", "stop", "--rebalance-delay-sec", "1"}})
+	c := &Collector{Get: getter(url), Interval: 200 * time.Millisecond}
+	ns, m, err := c.Poll(context.Background())
+	if err != nil || len(ns) != 0 || m["spot_interruption"] != 0 {
+		t.Fatalf("before the notice: %v %v %v", ns, m, err)
+	}
+	r := &rec{}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	defer cancel()
+	c.Run(ctx, r)
+	n, last := r.events("spot_interruption")
+	if n != 1 || last.Dims["action"] != "stop" || last.Dims["deadline"] == "" {
+		t.Fatalf("spot_interruption events: %d, last %+v", n, last)
+	}
+	if n, _ := r.events("rebalance_recommendation"); n != 1 {
+		t.Errorf("rebalance_recommendation events: %d, want 1", n)
+	}
+	samples, s := r.events("imdsevents")
+	if samples < 5 || s.Metrics["spot_interruption"] != 1 {
+		t.Errorf("samples %d, last %v", samples, s.Metrics)
+	}
+	t.Log(last.Message)
+}
+
+func TestScheduledEventFromRealIMDSMock(t *testing.T) {
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "")
+	url := testkit.StartAEMM(t, testkit.AEMMOptions{Args: []string{"events", "-o", "instance-stop", "-t", "active"}})
+	c := &Collector{Get: getter(url)}
+	ns, m, err := c.Poll(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m["scheduled_events"] != 1 || len(ns) != 1 || ns[0].Action != "instance-stop" || ns[0].ID == "" {
+		t.Fatalf("notices %+v, metrics %v", ns, m)
+	}
+	t.Log(ns[0].Message)
+}
+
+// Garbage from IMDS is an error reported once, not a crash.
+func TestBadAnswersAreErrorsNotPanics(t *testing.T) {
+	bad := func(ctx context.Context, p string) (string, bool, error) { return "{not json", true, nil }
+	c := &Collector{Get: bad}
+	if _, _, err := c.Poll(context.Background()); err == nil {
+		t.Fatal("no error for malformed answers")
+	}
+}
