@@ -69,7 +69,7 @@ func builder(log *zap.Logger, print bool, id *imds.Identity) agent.Builder {
 		src := logsource.New(logsource.Options{
 			Files: cfg.Syslog.Files, Journal: useJournal, StateDir: cfg.StateDir, FromStart: cfg.Syslog.FromStart,
 			Location: loc, CheckpointEvery: cfg.Syslog.CheckpointInterval.D(), PollInterval: cfg.Syslog.PollInterval.D(),
-			MaxLineBytes: cfg.Syslog.MaxLineBytes, Log: log.Named("logsource"),
+			MaxLineBytes: cfg.Syslog.MaxLineBytes, JournalProbe: cfg.Syslog.JournalProbe.D(), Log: log.Named("logsource"),
 		})
 		p.Collectors = append(p.Collectors, &logsource.Collector{Source: src, StatsInterval: cfg.Sinks.SummaryInterval.D(), Recognize: recognizer(namer, rec)})
 		if useJournal {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -27,6 +28,14 @@ type journalReader struct {
 	log   *zap.Logger
 	lines atomic.Uint64
 	bad   atomic.Uint64
+
+	// received counts entries from the current journalctl --follow; the
+	// stall probe compares it with the journal's own progress.
+	received atomic.Uint64
+	lastCur  atomic.Value // string: cursor of the newest entry received
+	stalls   atomic.Uint64
+	starts   int
+	polling  bool
 
 	mu        sync.Mutex
 	pending   []*jpending
@@ -117,6 +126,18 @@ func (j *journalReader) run(ctx context.Context, h Handler) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		if errors.Is(err, errStalled) {
+			j.polling = true // from now on: read to the end, wait, repeat
+			continue
+		}
+		if errors.Is(err, errPolled) {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(j.probeInterval()):
+			}
+			continue
+		}
 		j.log.Warn("journalctl ended; restarting", zap.Error(err), zap.Duration("after", backoff))
 		select {
 		case <-ctx.Done():
@@ -130,10 +151,23 @@ func (j *journalReader) run(ctx context.Context, h Handler) error {
 }
 
 func (j *journalReader) follow(ctx context.Context, h Handler) error {
-	args := []string{"-o", "json", "--follow", "--no-pager"}
+	args := []string{"-o", "json", "--no-pager"}
+	if !j.polling {
+		args = append(args, "--follow")
+	}
 	j.mu.Lock()
 	cur := j.committed
 	j.mu.Unlock()
+	if cur == "" && !j.o.FromStart {
+		// Start at a cursor, not at "--lines 0": a follower restarted
+		// later (after a stall or a crash) must resume exactly here.
+		if base, err := j.newestCursor(ctx); err == nil {
+			cur = base
+			j.mu.Lock()
+			j.committed, j.dirty = base, true
+			j.mu.Unlock()
+		}
+	}
 	// --no-tail undoes --lines: with both, journalctl replays the whole
 	// journal (seen in a real journald: every boot unit became a job run).
 	switch {
@@ -157,7 +191,19 @@ func (j *journalReader) follow(ctx context.Context, h Handler) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start journalctl: %w", err)
 	}
-	j.log.Info("reading the journal (no syslog file)", zap.String(tail.KeyEvent, "source_journal"), zap.String("after_cursor", cur))
+	if j.starts++; j.starts == 1 {
+		j.log.Info("reading the journal (no syslog file)", zap.String(tail.KeyEvent, "source_journal"), zap.String("after_cursor", cur))
+	} else {
+		j.log.Debug("journalctl restarted", zap.String("after_cursor", cur))
+	}
+	j.received.Store(0)
+	j.lastCur.Store(cur)
+	probeCtx, stopProbe := context.WithCancel(ctx)
+	defer stopProbe()
+	stalled := make(chan struct{})
+	if !j.polling {
+		go j.probe(probeCtx, cmd, stalled)
+	}
 	r := bufio.NewReaderSize(out, 256<<10)
 	batch := make([]Entry, 0, 64)
 	var last string
@@ -177,12 +223,14 @@ func (j *journalReader) follow(ctx context.Context, h Handler) error {
 				j.bad.Add(1)
 			} else {
 				j.lines.Add(1)
+				j.received.Add(1)
 				e.Raw.Data = append([]byte(nil), e.Raw.Data...)
 				batch = append(batch, e)
 				last = e.Cursor
 			}
 		}
 		if len(batch) > 0 && (r.Buffered() == 0 || len(batch) == cap(batch) || err != nil) {
+			j.lastCur.Store(last)
 			if herr := j.hand(batch, last, h); herr != nil {
 				cmd.Process.Kill()
 				cmd.Wait()
@@ -193,12 +241,91 @@ func (j *journalReader) follow(ctx context.Context, h Handler) error {
 		}
 		if err != nil {
 			werr := cmd.Wait()
+			select {
+			case <-stalled:
+				return errStalled
+			default:
+			}
+			if j.polling && werr == nil {
+				return errPolled
+			}
 			if werr == nil {
 				werr = fmt.Errorf("journalctl exited: %s", strings.TrimSpace(stderr.String()))
 			}
 			return werr
 		}
 	}
+}
+
+var (
+	errStalled = errors.New("journalctl --follow stopped waking up")
+	errPolled  = errors.New("journal read to the end")
+)
+
+func (j *journalReader) probeInterval() time.Duration {
+	if j.o.JournalProbe > 0 {
+		return j.o.JournalProbe
+	}
+	return 10 * time.Second
+}
+
+// probe guards against journalctl --follow that no longer wakes up. Seen
+// under the hardened unit in a systemd-nspawn container (cgroup v1):
+// with ProtectKernelTunables= or ProtectControlGroups=, journalctl's
+// inotify wait never returned although the journal grew and reading it
+// worked, and the follower did not even print the backlog it was started
+// with. Every JournalProbe it asks journalctl for the newest entry's
+// cursor; if at the last probe the follower was behind the journal and
+// has received nothing since, it kills the follower and the reader
+// switches to polling: journalctl without --follow from the saved cursor,
+// every JournalProbe. Where --follow works this costs one short
+// journalctl run per probe and never fires.
+func (j *journalReader) probe(ctx context.Context, follower *exec.Cmd, stalled chan<- struct{}) {
+	iv := j.probeInterval()
+	behind := false
+	var seen uint64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(iv):
+		}
+		newest, err := j.newestCursor(ctx)
+		if err != nil {
+			continue
+		}
+		got := j.received.Load()
+		if behind && got == seen {
+			if j.stalls.Add(1) == 1 {
+				j.log.Warn("journalctl --follow is not waking up; polling the journal every probe interval instead",
+					zap.Duration("probe_interval", iv), zap.String("hint", "seen with ProtectKernelTunables=/ProtectControlGroups= in some containers"))
+			}
+			close(stalled)
+			follower.Process.Kill()
+			return
+		}
+		last, _ := j.lastCur.Load().(string)
+		behind, seen = newest != last, got
+	}
+}
+
+func (j *journalReader) newestCursor(ctx context.Context) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	args := append([]string{"-n", "1", "-o", "json", "--no-pager", "--output-fields=__CURSOR"}, j.o.JournalArgs...)
+	cmd := exec.CommandContext(ctx, "journalctl", args...)
+	cmd.Env = withoutEnv(os.Environ(), "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+	out, err := cmd.Output()
+	if err != nil {
+		return "", err
+	}
+	var e struct {
+		Cursor string `json:"__CURSOR"`
+	}
+	if err := json.Unmarshal(out, &e); err != nil || e.Cursor == "" {
+		return "", fmt.Errorf("no cursor from journalctl -n 1")
+	}
+	return e.Cursor, nil
 }
 
 func (j *journalReader) hand(batch []Entry, cursor string, h Handler) error {

@@ -1,8 +1,15 @@
 package logsource
 
 import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // Lines as `journalctl -o json` prints them on Debian 12 (systemd 252).
@@ -42,4 +49,119 @@ func TestParseJournalJSON(t *testing.T) {
 func FuzzParseJournalJSON(f *testing.F) {
 	f.Add([]byte(`{"__CURSOR":"c","__REALTIME_TIMESTAMP":"1","MESSAGE":[1,2,300]}`))
 	f.Fuzz(func(t *testing.T, b []byte) { ParseJournalJSON(b) })
+}
+
+// stallingJournalctl is a journalctl whose --follow prints nothing and
+// never wakes up, as seen under the hardened unit in a container, while
+// reading without --follow works; -n 1 reports the newest entry as the
+// real one does.
+const stallingJournalctl = `#!/bin/sh
+E="$JOURNAL_ENTRIES"
+case " $* " in
+*" -n 1 "*) tail -n 1 "$E"; exit 0 ;;
+esac
+after=""
+follow=""
+while [ $# -gt 0 ]; do [ "$1" = --after-cursor ] && after="$2"; [ "$1" = --follow ] && follow=1; shift; done
+# Under the broken sandbox --follow printed not even its backlog.
+[ -n "$follow" ] && exec sleep 1000
+if [ -n "$after" ]; then
+  awk -v c="\"__CURSOR\":\"$after\"" 'found {print} index($0, c) {found=1}' "$E"
+fi
+`
+
+// workingJournalctl follows like the real one: what exists after the
+// cursor, then every new entry as it is written.
+const workingJournalctl = `#!/bin/sh
+E="$JOURNAL_ENTRIES"
+case " $* " in
+*" -n 1 "*) tail -n 1 "$E"; exit 0 ;;
+esac
+after=""
+while [ $# -gt 0 ]; do [ "$1" = --after-cursor ] && after="$2"; shift; done
+n=$(awk -v c="\"__CURSOR\":\"$after\"" 'index($0, c) {print NR}' "$E")
+exec tail -n +$((n+1)) -f "$E"
+`
+
+func TestJournalFollowStallIsDetectedAndNothingLost(t *testing.T) {
+	src, got := runFakeJournal(t, stallingJournalctl)
+	for i := 1; i <= 5; i++ {
+		if c := got[fmt.Sprintf("(root) CMD (job%d)", i)]; c != 1 {
+			t.Errorf("job%d delivered %d times, want once (got %v)", i, c, got)
+		}
+	}
+	if got["(root) CMD (job0)"] != 0 {
+		t.Error("entry before the cursor delivered again")
+	}
+	if src.journal.stalls.Load() == 0 {
+		t.Error("stall never detected")
+	}
+}
+
+// A follower that works is never taken for a stalled one.
+func TestJournalProbeLeavesAWorkingFollowerAlone(t *testing.T) {
+	src, got := runFakeJournal(t, workingJournalctl)
+	if len(got) != 5 {
+		t.Errorf("delivered %v, want job1..job5 once", got)
+	}
+	if n := src.journal.stalls.Load(); n != 0 {
+		t.Errorf("%d stalls reported for a working follower", n)
+	}
+}
+
+func runFakeJournal(t *testing.T, script string) (*Source, map[string]int) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "bin")
+	os.MkdirAll(bin, 0o755)
+	os.WriteFile(filepath.Join(bin, "journalctl"), []byte(script), 0o755)
+	entries := filepath.Join(dir, "entries")
+	add := func(i int) {
+		f, _ := os.OpenFile(entries, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		fmt.Fprintf(f, `{"__CURSOR":"c%d","__REALTIME_TIMESTAMP":"%d","_HOSTNAME":"h","SYSLOG_IDENTIFIER":"CRON","SYSLOG_PID":"%d","MESSAGE":"(root) CMD (job%d)"}`+"\n", i, time.Now().UnixMicro(), 100+i, i)
+		f.Close()
+	}
+	add(0)
+	t.Setenv("PATH", bin+":"+os.Getenv("PATH"))
+	t.Setenv("JOURNAL_ENTRIES", entries)
+	state := filepath.Join(dir, "state")
+	os.MkdirAll(state, 0o755)
+	os.WriteFile(filepath.Join(state, "journal.cursor"), []byte("c0\n"), 0o644)
+
+	src := New(Options{Journal: true, StateDir: state, JournalProbe: 150 * time.Millisecond, Log: zap.NewNop()})
+	var mu sync.Mutex
+	got := map[string]int{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- src.Run(ctx, func(b []Entry, ack func()) error {
+			mu.Lock()
+			for _, e := range b {
+				got[string(e.Line.Message)]++
+			}
+			mu.Unlock()
+			ack()
+			return nil
+		})
+	}()
+	time.Sleep(200 * time.Millisecond)
+	for i := 1; i <= 5; i++ {
+		add(i)
+		time.Sleep(100 * time.Millisecond)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n := len(got)
+		mu.Unlock()
+		if n == 5 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond) // a few more probes
+	cancel()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	return src, got
 }

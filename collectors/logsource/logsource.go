@@ -39,6 +39,9 @@ type Options struct {
 	// JournalArgs are extra journalctl arguments (tests pass --file or
 	// --directory to read a journal they made).
 	JournalArgs []string
+	// JournalProbe is how often the journal reader checks that
+	// journalctl --follow is still waking up (default 30 s); see journal.go.
+	JournalProbe time.Duration
 	StateDir    string
 	FromStart   bool
 	Location    *time.Location // for traditional timestamps; nil = local

@@ -167,6 +167,7 @@ func Default() Config {
 			MaxLineBytes:       64 << 10,
 			PollInterval:       Duration(time.Second),
 			CheckpointInterval: Duration(time.Second),
+			JournalProbe:       Duration(10 * time.Second),
 		},
 	}
 }
@@ -250,6 +251,7 @@ func (c *Config) validate(d *decoder) {
 		bad("syslog.max_line_bytes", "want 256 to 16777216, got %d", c.Syslog.MaxLineBytes)
 	}
 	atLeast(bad, "syslog.poll_interval", c.Syslog.PollInterval, 10*time.Millisecond)
+	atLeast(bad, "syslog.journal_probe", c.Syslog.JournalProbe, time.Second)
 	sp := c.Spikes
 	if sp.CPUHigh <= 0 || sp.CPUHigh > 100 || sp.CPULow < 0 || sp.CPULow >= sp.CPUHigh {
 		bad("spikes.cpu_low", "want 0 <= cpu_low < cpu_high <= 100, got cpu_low %v, cpu_high %v", sp.CPULow, sp.CPUHigh)
@@ -343,6 +345,9 @@ type Syslog struct {
 	MaxLineBytes       int      `yaml:"max_line_bytes"`
 	PollInterval       Duration `yaml:"poll_interval"`
 	CheckpointInterval Duration `yaml:"checkpoint_interval"`
+	// JournalProbe: how often the journal reader checks that journalctl
+	// --follow still wakes up (it can stop under some sandboxes).
+	JournalProbe Duration `yaml:"journal_probe"`
 }
 
 // Location resolves Timezone; nil means the host's zone.
