@@ -42,9 +42,9 @@ type Options struct {
 	// JournalProbe is how often the journal reader checks that
 	// journalctl --follow is still waking up (default 30 s); see journal.go.
 	JournalProbe time.Duration
-	StateDir    string
-	FromStart   bool
-	Location    *time.Location // for traditional timestamps; nil = local
+	StateDir     string
+	FromStart    bool
+	Location     *time.Location // for traditional timestamps; nil = local
 	// CheckpointEvery throttles checkpoint writes (0 = every batch).
 	CheckpointEvery time.Duration
 	PollInterval    time.Duration
