@@ -40,7 +40,7 @@ type Options struct {
 	// --directory to read a journal they made).
 	JournalArgs []string
 	// JournalProbe is how often the journal reader checks that
-	// journalctl --follow is still waking up (default 30 s); see journal.go.
+	// journalctl --follow is still waking up (default 10 s); see journal.go.
 	JournalProbe time.Duration
 	StateDir     string
 	FromStart    bool
