@@ -36,6 +36,7 @@ Exit status 0 when all are ok or there are none, 1 when any is degraded or down.
 				stats = nil // the fixture's interfaces are not this machine's
 			}
 			c := nethealth.NewChecker(root, stats)
+			defer c.Close()
 			c.Check()
 			time.Sleep(interval)
 			devs := c.Check()

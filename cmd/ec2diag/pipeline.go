@@ -79,7 +79,9 @@ func builder(log *zap.Logger, print bool, id *imds.Identity) agent.Builder {
 		}
 
 		if stats, closeStats, err := nethealth.EthtoolStats(); err == nil {
-			p.Collectors = append(p.Collectors, &nethealth.Collector{Checker: nethealth.NewChecker("/sys", stats), Interval: cfg.Host.Interval.D() * 6})
+			chk := nethealth.NewChecker("/sys", stats)
+			chk.FullEvery = 10 // identity and evidence-only counters every 5 minutes at defaults
+			p.Collectors = append(p.Collectors, &nethealth.Collector{Checker: chk, Interval: cfg.Host.Interval.D() * 6})
 			p.Sinks = append(p.Sinks, closer{name: "ethtool", close: func() error { closeStats(); return nil }})
 		}
 

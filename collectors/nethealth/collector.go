@@ -56,6 +56,7 @@ var published = map[string]bool{
 
 func (c *Collector) Run(ctx context.Context, e collectors.Emitter) error {
 	c.states = map[string]string{}
+	defer c.Checker.Close()
 	t := time.NewTicker(c.Interval)
 	defer t.Stop()
 	for first := true; ; first = false {

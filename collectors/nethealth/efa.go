@@ -2,6 +2,7 @@ package nethealth
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -10,32 +11,55 @@ import (
 
 func (c *Checker) efa() []Device {
 	ibDir := filepath.Join(c.SysRoot, "class", "infiniband")
-	ents, err := os.ReadDir(ibDir)
-	if err != nil {
+	ents := c.entries(ibDir)
+	if ents == nil {
 		return nil
 	}
-	macs := c.macs()
+	var macs map[string]string
 	var out []Device
 	for _, e := range ents {
 		dir := filepath.Join(ibDir, e.Name())
-		if driverOf(dir) != "efa" {
+		if c.full {
+			id := ident{driver: driverOf(dir)}
+			if id.driver == "efa" {
+				id.pci = pciOf(dir)
+				id.ports, _ = filepath.Glob(filepath.Join(dir, "ports", "*"))
+				id.figures = map[string]float64{}
+				if macs == nil {
+					macs = c.macs()
+				}
+				for _, p := range id.ports {
+					if rate, err := readString(filepath.Join(p, "rate")); err == nil {
+						var gbps float64
+						if _, err := fmt.Sscan(rate, &gbps); err == nil { // "100 Gb/sec (4X EDR)"
+							id.figures["rate_gbps"] = gbps
+						}
+					}
+					if gid, err := readString(filepath.Join(p, "gids", "0")); err == nil && id.netdev == "" {
+						id.netdev = macs[eui64MAC(gid)]
+					}
+				}
+			}
+			c.ids[dir] = id
+		}
+		id := c.ids[dir]
+		if id.driver != "efa" {
 			continue
 		}
-		d := Device{Name: e.Name(), Kind: "efa", State: OK, PCI: pciOf(dir), Figures: map[string]float64{}}
+		d := Device{Name: e.Name(), Kind: "efa", State: OK, PCI: id.pci, Netdev: id.netdev, Figures: maps.Clone(id.figures)}
 		// Every counter the device exposes, device and port level, by name:
 		// other tools read a fixed (Mellanox) list and drop EFA's.
-		cur := map[string]uint64{}
-		readCounters(filepath.Join(dir, "hw_counters"), "", cur, &d)
-		ports, _ := filepath.Glob(filepath.Join(dir, "ports", "*"))
-		if len(ports) == 0 {
+		cur := make(map[string]uint64, 64)
+		c.readCounters(filepath.Join(dir, "hw_counters"), cur, &d)
+		if len(id.ports) == 0 {
 			d.worsen(Down)
 			d.reason("no ports")
 		}
-		for _, p := range ports {
+		for _, p := range id.ports {
 			port := filepath.Base(p)
-			readCounters(filepath.Join(p, "hw_counters"), "", cur, &d)
-			state, err1 := readString(filepath.Join(p, "state"))
-			phys, err2 := readString(filepath.Join(p, "phys_state"))
+			c.readCounters(filepath.Join(p, "hw_counters"), cur, &d)
+			state, err1 := c.read(p, "state")
+			phys, err2 := c.read(p, "phys_state")
 			if err1 != nil || !strings.Contains(state, "ACTIVE") {
 				d.worsen(Down)
 				d.reason("port %s state %q", port, state)
@@ -43,15 +67,6 @@ func (c *Checker) efa() []Device {
 			if err2 != nil || !strings.Contains(phys, "LinkUp") {
 				d.worsen(Down)
 				d.reason("port %s physical state %q", port, phys)
-			}
-			if rate, err := readString(filepath.Join(p, "rate")); err == nil {
-				var gbps float64
-				if _, err := fmt.Sscan(rate, &gbps); err == nil { // "100 Gb/sec (4X EDR)"
-					d.Figures["rate_gbps"] = gbps
-				}
-			}
-			if gid, err := readString(filepath.Join(p, "gids", "0")); err == nil && d.Netdev == "" {
-				d.Netdev = macs[eui64MAC(gid)]
 			}
 		}
 		c.delta("efa/"+d.PCI+"/"+e.Name(), cur, &d)
@@ -69,6 +84,12 @@ func (c *Checker) efa() []Device {
 	return out
 }
 
+// hot counters are read at every check: those health judges (rising)
+// and those published as metrics. The rest wait for full checks.
+func hot(name string) bool {
+	return rising(name) || published[name]
+}
+
 // rising counters that mean trouble: drops, errors, timeouts, remote
 // peers unresponsive or impaired.
 func rising(name string) bool {
@@ -80,21 +101,35 @@ func rising(name string) bool {
 	return false
 }
 
-func readCounters(dir, prefix string, into map[string]uint64, d *Device) {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	for _, e := range ents {
-		if e.Name() == "lifespan" || e.IsDir() {
-			continue
-		}
-		v, err := readUint(filepath.Join(dir, e.Name()))
+func (c *Checker) readCounters(dir string, into map[string]uint64, d *Device) {
+	if c.full || c.efaAll[dir] == nil {
+		ents, err := os.ReadDir(dir)
 		if err != nil {
-			d.Unreadable = append(d.Unreadable, "hw_counters/"+e.Name())
+			return
+		}
+		var all, hots []string
+		for _, e := range ents {
+			if e.Name() == "lifespan" || e.IsDir() {
+				continue
+			}
+			all = append(all, e.Name())
+			if hot(e.Name()) {
+				hots = append(hots, e.Name())
+			}
+		}
+		c.efaAll[dir], c.efaNames[dir] = all, hots
+	}
+	names := c.efaNames[dir]
+	if c.full {
+		names = c.efaAll[dir]
+	}
+	for _, n := range names {
+		v, err := c.readUint(dir, n)
+		if err != nil {
+			d.Unreadable = append(d.Unreadable, "hw_counters/"+n)
 			continue
 		}
-		into[prefix+e.Name()] += v
+		into[n] += v
 	}
 }
 

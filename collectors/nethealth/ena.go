@@ -1,7 +1,7 @@
 package nethealth
 
 import (
-	"os"
+	"maps"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -15,53 +15,67 @@ var allowances = []string{"bw_in_allowance_exceeded", "bw_out_allowance_exceeded
 // faults are driver counters whose increase means the device misbehaved.
 var faults = []string{"total_resets", "tx_timeout", "wd_expired", "missing_intr", "suspected_poll_starvation", "missing_tx_cmpl", "admin_to"}
 
-var sysfsCounters = []string{"carrier_changes", "carrier_down_count", "carrier_up_count",
-	"statistics/rx_errors", "statistics/tx_errors", "statistics/rx_dropped", "statistics/tx_dropped", "statistics/rx_over_errors",
-	"statistics/rx_packets", "statistics/tx_packets", "statistics/rx_bytes", "statistics/tx_bytes"}
+// sysfsCounters are read at every check: health depends on them.
+var sysfsCounters = []string{"carrier_changes", "carrier_down_count",
+	"statistics/rx_errors", "statistics/tx_errors", "statistics/rx_dropped", "statistics/tx_dropped", "statistics/rx_over_errors"}
+
+// infoCounters are evidence only, read at full checks.
+var infoCounters = []string{"carrier_up_count", "statistics/rx_packets", "statistics/tx_packets", "statistics/rx_bytes", "statistics/tx_bytes"}
 
 func (c *Checker) ena() []Device {
 	netDir := filepath.Join(c.SysRoot, "class", "net")
-	ents, err := os.ReadDir(netDir)
-	if err != nil {
+	ents := c.entries(netDir)
+	if ents == nil {
 		return nil
 	}
-	version, _ := readString(filepath.Join(c.SysRoot, "module", "ena", "version"))
+	verKey := filepath.Join(c.SysRoot, "module", "ena")
+	if c.full {
+		v, _ := readString(filepath.Join(verKey, "version"))
+		c.ids[verKey] = ident{driver: v}
+	}
+	version := c.ids[verKey].driver
 	var out []Device
 	for _, e := range ents {
 		dir := filepath.Join(netDir, e.Name())
+		if c.full {
+			c.identify(dir)
+		}
+		id := c.ids[dir]
 		// By driver, never by name: ens5, eth0, enX0 are all ENA somewhere.
-		if driverOf(dir) != "ena" {
+		if id.driver != "ena" {
 			continue
 		}
-		d := Device{Name: e.Name(), Kind: "ena", State: OK, PCI: pciOf(dir), Driver: version, Figures: map[string]float64{}}
-		cur := map[string]uint64{}
-		for _, name := range sysfsCounters {
-			v, err := readUint(filepath.Join(dir, name))
+		d := Device{Name: e.Name(), Kind: "ena", State: OK, PCI: id.pci, Driver: version, Figures: maps.Clone(id.figures)}
+		cur := make(map[string]uint64, 64)
+		names := sysfsCounters
+		if c.full {
+			names = append(names[:len(names):len(names)], infoCounters...)
+		}
+		for _, name := range names {
+			v, err := c.readUint(dir, name)
 			if err != nil {
 				d.Unreadable = append(d.Unreadable, name)
 				continue
 			}
 			cur[strings.TrimPrefix(name, "statistics/")] = v
 		}
-		for _, name := range []string{"mtu", "carrier", "device/numa_node"} {
-			if v, err := readUint(filepath.Join(dir, name)); err == nil {
-				d.Figures[filepath.Base(name)] = float64(v)
-			} else if name != "carrier" || !absent(err) {
-				d.Unreadable = append(d.Unreadable, name)
-			}
+		if v, err := c.readUint(dir, "carrier"); err == nil {
+			d.Figures["carrier"] = float64(v)
+		} else if !absent(err) {
+			d.Unreadable = append(d.Unreadable, "carrier")
 		}
-		if q, err := filepath.Glob(filepath.Join(dir, "queues", "tx-*")); err == nil {
-			d.Figures["tx_queues"] = float64(len(q))
-		}
-		flags, ferr := readUint(filepath.Join(dir, "flags"))
-		oper, oerr := readString(filepath.Join(dir, "operstate"))
+		flags, ferr := c.readUint(dir, "flags")
+		oper, oerr := c.read(dir, "operstate")
 		if c.Stats != nil {
 			st, err := c.Stats(e.Name())
 			if err != nil {
 				d.Unreadable = append(d.Unreadable, "ethtool statistics ("+err.Error()+")")
 			}
 			for k, v := range st {
-				cur[k] = v
+				// Per-queue counters are evidence, not health: full checks.
+				if c.full || !strings.HasPrefix(k, "queue_") {
+					cur[k] = v
+				}
 			}
 		}
 		c.delta("ena/"+e.Name(), cur, &d)
@@ -126,4 +140,24 @@ func (c *Checker) ena() []Device {
 		out = append(out, d)
 	}
 	return out
+}
+
+// identify reads what does not change while the device exists: its
+// driver and PCI address (readlinks), MTU, NUMA node and queue count.
+func (c *Checker) identify(dir string) {
+	id := ident{driver: driverOf(dir), figures: map[string]float64{}}
+	if id.driver != "ena" {
+		c.ids[dir] = id
+		return
+	}
+	id.pci = pciOf(dir)
+	for _, name := range []string{"mtu", "device/numa_node"} {
+		if v, err := readUint(filepath.Join(dir, name)); err == nil {
+			id.figures[filepath.Base(name)] = float64(v)
+		}
+	}
+	if q, err := filepath.Glob(filepath.Join(dir, "queues", "tx-*")); err == nil {
+		id.figures["tx_queues"] = float64(len(q))
+	}
+	c.ids[dir] = id
 }

@@ -38,7 +38,8 @@ type Device struct {
 	Driver  string             `json:"driver_version,omitempty"`
 	Figures map[string]float64 `json:"figures"` // gauges and sysfs values
 	Deltas  map[string]uint64  `json:"deltas"`  // counter increase since the last check
-	// Counters are the raw cumulative values, kept for evidence.
+	// Counters are the raw cumulative values, kept for evidence; the
+	// checker reuses the map, so it is valid until the next Check.
 	Counters map[string]uint64 `json:"counters"`
 	// Unreadable lists attributes skipped this check (missing or garbage).
 	Unreadable []string `json:"unreadable,omitempty"`
@@ -51,13 +52,36 @@ type StatsFunc func(iface string) (map[string]uint64, error)
 type Checker struct {
 	SysRoot string    // "/sys"
 	Stats   StatsFunc // nil: no ethtool statistics
-	prev    map[string]map[string]uint64
-	maxConn map[string]uint64
+	// FullEvery: every FullEvery-th check reads everything (identity,
+	// links, informational counters, every EFA counter); the checks in
+	// between read only what health depends on and what is published.
+	// 1 (or 0) reads everything every time, as `ec2diag health` does.
+	FullEvery int
+	prev      map[string]map[string]uint64
+	maxConn   map[string]uint64
+	n         int
+	full      bool
+	names     map[string]string // class dir -> joined entry names at the last full check
+	ids       map[string]ident
+	efaNames  map[string][]string // hw_counters dir -> counter file names (hot only between full checks)
+	efaAll    map[string][]string
+	dirs      map[string]int // device directory -> O_PATH fd, reopened at full checks
+	files     map[string]int // attribute path -> open fd, re-read with pread at offset 0
+}
+
+// ident is what does not change while a device exists: read at full
+// checks only.
+type ident struct {
+	driver, pci string
+	figures     map[string]float64
+	netdev      string
+	ports       []string
 }
 
 // NewChecker reads under sysRoot.
 func NewChecker(sysRoot string, stats StatsFunc) *Checker {
-	return &Checker{SysRoot: sysRoot, Stats: stats, prev: map[string]map[string]uint64{}, maxConn: map[string]uint64{}}
+	return &Checker{SysRoot: sysRoot, Stats: stats, prev: map[string]map[string]uint64{}, maxConn: map[string]uint64{},
+		names: map[string]string{}, ids: map[string]ident{}, efaNames: map[string][]string{}, efaAll: map[string][]string{}, dirs: map[string]int{}, files: map[string]int{}}
 }
 
 // gauges are ethtool statistics that are levels, not counts.
@@ -65,6 +89,11 @@ var gauges = map[string]bool{"conntrack_allowance_available": true, "ena_srd_mod
 
 // Check reads every device once. Devices are sorted: ENA then EFA, by name.
 func (c *Checker) Check() []Device {
+	c.full = c.FullEvery <= 1 || c.n%c.FullEvery == 0
+	c.n++
+	if c.full {
+		c.Close() // device directories are looked up afresh
+	}
 	var out []Device
 	out = append(out, c.ena()...)
 	out = append(out, c.efa()...)
@@ -87,6 +116,71 @@ func pciOf(dir string) string {
 	return filepath.Base(l)
 }
 
+// Close releases the descriptors the checker holds.
+func (c *Checker) Close() {
+	for _, m := range []map[string]int{c.files, c.dirs} {
+		for k, fd := range m {
+			unix.Close(fd)
+			delete(m, k)
+		}
+	}
+}
+
+// read reads dir/rel. Between full checks it keeps the attribute open
+// and re-reads it with one pread at offset 0 (sysfs regenerates the value
+// for every read from the start) instead of open, read and close through
+// the class symlinks each time: the syscalls were most of a check's cost.
+// A descriptor gone stale (the device was removed, or replaced under the
+// same name) is dropped and the path opened afresh.
+func (c *Checker) read(dir, rel string) (string, error) {
+	key := dir + "/" + rel
+	if fd, ok := c.files[key]; ok {
+		var buf [256]byte
+		n, err := unix.Pread(fd, buf[:], 0)
+		if err == nil {
+			return strings.TrimSpace(string(buf[:n])), nil
+		}
+		unix.Close(fd)
+		delete(c.files, key)
+	}
+	dfd, ok := c.dirs[dir]
+	if !ok {
+		var err error
+		dfd, err = unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return readString(key)
+		}
+		c.dirs[dir] = dfd
+	}
+	fd, err := unix.Openat(dfd, rel, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", &fs.PathError{Op: "open", Path: key, Err: err}
+	}
+	var buf [256]byte
+	n, err := unix.Pread(fd, buf[:], 0)
+	if err != nil {
+		unix.Close(fd)
+		return "", &fs.PathError{Op: "read", Path: key, Err: err}
+	}
+	c.files[key] = fd
+	return strings.TrimSpace(string(buf[:n])), nil
+}
+
+func (c *Checker) readUint(dir, rel string) (uint64, error) {
+	s, err := c.read(dir, rel)
+	if err != nil {
+		return 0, err
+	}
+	return parseUint(s)
+}
+
+func parseUint(s string) (uint64, error) {
+	if strings.HasPrefix(s, "0x") {
+		return strconv.ParseUint(s[2:], 16, 64)
+	}
+	return strconv.ParseUint(s, 10, 64)
+}
+
 // readUint reads a decimal (or 0x hex) sysfs value.
 func readUint(path string) (uint64, error) {
 	s, err := readString(path)
@@ -103,7 +197,11 @@ func readUint(path string) (uint64, error) {
 // close: os.ReadFile's fstat and fcntl doubled the cost of a check, and
 // sysfs sizes are meaningless anyway.
 func readString(path string) (string, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	return readStringAt(unix.AT_FDCWD, path)
+}
+
+func readStringAt(dirfd int, path string) (string, error) {
+	fd, err := unix.Openat(dirfd, path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return "", &fs.PathError{Op: "open", Path: path, Err: err}
 	}
@@ -129,12 +227,16 @@ func (c *Checker) delta(dev string, cur map[string]uint64, d *Device) {
 	prev, seen := c.prev[dev]
 	d.Deltas = map[string]uint64{}
 	resets := 0
+	if prev == nil {
+		prev = map[string]uint64{}
+	}
 	for k, v := range cur {
 		if gauges[k] {
 			d.Figures[k] = float64(v)
 			continue
 		}
 		p, ok := prev[k]
+		prev[k] = v
 		switch {
 		case !seen || !ok:
 		case v >= p:
@@ -148,8 +250,29 @@ func (c *Checker) delta(dev string, cur map[string]uint64, d *Device) {
 	if resets > 0 {
 		d.Figures["counter_resets"] = float64(resets)
 	}
-	c.prev[dev] = cur
-	d.Counters = cur
+	// Counters read only at full checks keep their last value. The map is
+	// the checker's own: valid until the next Check (copying ~200
+	// per-queue counters per interface per check cost more than reading).
+	c.prev[dev] = prev
+	d.Counters = prev
+}
+
+// entries lists a class directory; a change in the list forces a full
+// check of it, so a new device is identified at once.
+func (c *Checker) entries(dir string) []os.DirEntry {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var b strings.Builder
+	for _, e := range ents {
+		b.WriteString(e.Name() + "/")
+	}
+	if c.names[dir] != b.String() {
+		c.names[dir] = b.String()
+		c.full = true
+	}
+	return ents
 }
 
 func (d *Device) reason(format string, args ...any) {
