@@ -594,9 +594,32 @@ func (t *Follower) atEOF(ctx context.Context, cur *file, chain []*file, h Handle
 	if cur.id.FPLen < fpMax && fi.Size() > int64(cur.id.FPLen) {
 		if fp, n, err := fingerprint(cur.r, fpMax); err == nil {
 			cur.id.FP, cur.id.FPLen = fp, n
+			t.refreshID(cur.id)
 		}
 	}
 	return cur, chain, false
+}
+
+// refreshID puts a longer fingerprint of the file being read into the
+// checkpoints already taken of it. A file followed from empty is first
+// fingerprinted with zero bytes; if all its lines then came in one batch,
+// that batch's checkpoint kept the empty fingerprint, which after a
+// copytruncate while the agent was down could not find the copy (it only
+// trusts the inode then) and lost the lines in it.
+func (t *Follower) refreshID(id Identity) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	better := func(old Identity) bool { return old.Dev == id.Dev && old.Ino == id.Ino && old.FPLen < id.FPLen }
+	if c := t.committed; c != nil && better(c.ID) {
+		c2 := *c
+		c2.ID = id
+		t.committed, t.dirty = &c2, true
+	}
+	for _, p := range t.pending {
+		if better(p.ck.ID) {
+			p.ck.ID = id
+		}
+	}
 }
 
 // truncated handles copytruncate: what we had not read yet is in the copy
