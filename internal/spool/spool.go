@@ -6,9 +6,12 @@
 package spool
 
 import (
+	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -118,6 +121,15 @@ func (s *Spool) Read(name string) ([]metrics.Datum, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
+	if len(b) > 2 && b[0] == 0x1f && b[1] == 0x8b {
+		zr, err := gzip.NewReader(bytes.NewReader(b))
+		if err == nil {
+			b, err = io.ReadAll(zr)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("spool: batch %s is corrupt: %w", name, err)
+		}
+	}
 	var ds []metrics.Datum
 	if err := json.Unmarshal(b, &ds); err != nil {
 		return nil, fmt.Errorf("spool: batch %s is corrupt: %w", name, err)
@@ -185,11 +197,19 @@ func (s *Spool) enforce(keep string) {
 	}
 }
 
+// write stores a batch as gzipped JSON: a minute of default data is
+// ~10 KB of JSON and ~1 KB compressed, which is what lets the size cap
+// hold the 14 days CloudWatch still accepts. (Read also takes plain JSON.)
 func (s *Spool) write(name string, ds []metrics.Datum) error {
-	b, err := json.Marshal(ds)
+	raw, err := json.Marshal(ds)
 	if err != nil {
 		return fmt.Errorf("spool: %w", err)
 	}
+	var zb bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&zb, gzip.BestSpeed)
+	zw.Write(raw)
+	zw.Close()
+	b := zb.Bytes()
 	f, err := os.CreateTemp(s.dir, ".tmp-*")
 	if err != nil {
 		return fmt.Errorf("spool: %w", err)
