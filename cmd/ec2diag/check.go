@@ -84,7 +84,7 @@ func checkEnv(ctx context.Context, cfg config.Config, id imds.Identity) checks.E
 	if region == "" {
 		region = id.Region
 	}
-	awsCfg, err := cwsink.AWSConfig(ctx, cwsink.ClientOptions{Region: region, IMDSEndpoint: cfg.IMDS.Endpoint, Timeout: 30 * time.Second})
+	awsCfg, err := awsConfig(ctx, cfg, region)
 	if err != nil {
 		return e
 	}

@@ -28,12 +28,9 @@ func (c *Checker) ena() []Device {
 	if ents == nil {
 		return nil
 	}
-	verKey := filepath.Join(c.SysRoot, "module", "ena")
 	if c.full {
-		v, _ := readString(filepath.Join(verKey, "version"))
-		c.ids[verKey] = ident{driver: v}
+		c.enaVersion, _ = readString(filepath.Join(c.SysRoot, "module", "ena", "version"))
 	}
-	version := c.ids[verKey].driver
 	var out []Device
 	for _, e := range ents {
 		dir := filepath.Join(netDir, e.Name())
@@ -45,7 +42,7 @@ func (c *Checker) ena() []Device {
 		if id.driver != "ena" {
 			continue
 		}
-		d := Device{Name: e.Name(), Kind: "ena", State: OK, PCI: id.pci, Driver: version, Figures: maps.Clone(id.figures)}
+		d := Device{Name: e.Name(), Kind: "ena", State: OK, PCI: id.pci, Driver: c.enaVersion, Figures: maps.Clone(id.figures)}
 		cur := make(map[string]uint64, 64)
 		names := sysfsCounters
 		if c.full {

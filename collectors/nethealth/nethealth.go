@@ -56,17 +56,18 @@ type Checker struct {
 	// links, informational counters, every EFA counter); the checks in
 	// between read only what health depends on and what is published.
 	// 1 (or 0) reads everything every time, as `ec2diag health` does.
-	FullEvery int
-	prev      map[string]map[string]uint64
-	maxConn   map[string]uint64
-	n         int
-	full      bool
-	names     map[string]string // class dir -> joined entry names at the last full check
-	ids       map[string]ident
-	efaNames  map[string][]string // hw_counters dir -> counter file names (hot only between full checks)
-	efaAll    map[string][]string
-	dirs      map[string]int // device directory -> O_PATH fd, reopened at full checks
-	files     map[string]int // attribute path -> open fd, re-read with pread at offset 0
+	FullEvery  int
+	prev       map[string]map[string]uint64
+	maxConn    map[string]uint64
+	n          int
+	full       bool
+	names      map[string]string // class dir -> joined entry names at the last full check
+	ids        map[string]ident
+	enaVersion string
+	efaNames   map[string][]string // hw_counters dir -> counter file names (hot only between full checks)
+	efaAll     map[string][]string
+	dirs       map[string]int // device directory -> O_PATH fd, reopened at full checks
+	files      map[string]int // attribute path -> open fd, re-read with pread at offset 0
 }
 
 // ident is what does not change while a device exists: read at full

@@ -92,24 +92,8 @@ func Detect(ctx context.Context, o Options) (Identity, error) {
 // Tag reads an instance tag through IMDS (only when the instance allows
 // tags in metadata); ok is false when it is not there.
 func Tag(ctx context.Context, o Options, key string) (string, bool) {
-	if o.Disabled || DisabledByEnv() {
-		return "", false
-	}
-	if o.Timeout <= 0 {
-		o.Timeout = 2 * time.Second
-	}
-	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
-	defer cancel()
-	out, err := Client(o).GetMetadata(ctx, &imds.GetMetadataInput{Path: "tags/instance/" + key})
-	if err != nil {
-		return "", false
-	}
-	defer out.Content.Close()
-	b, err := io.ReadAll(io.LimitReader(out.Content, 4096))
-	if err != nil || len(b) == 0 {
-		return "", false
-	}
-	return strings.TrimSpace(string(b)), true
+	v, found, err := Get(ctx, o, "tags/instance/"+key)
+	return v, err == nil && found && v != ""
 }
 
 // Get reads one meta-data path. found is false on 404 (not configured on

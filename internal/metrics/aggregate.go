@@ -276,8 +276,8 @@ func (a *Aggregator) Flush(now time.Time, all bool) []Datum {
 	}
 	for p := range closed {
 		start := time.Unix(0, p)
-		for _, s := range Catalogue() {
-			if s.ZeroFill && !have[s.Name+"@"+strconv.FormatInt(p, 10)] {
+		for _, s := range zeroFill {
+			if !have[s.Name+"@"+strconv.FormatInt(p, 10)] {
 				res := int32(0)
 				if a.o.Period < time.Minute {
 					res = 1

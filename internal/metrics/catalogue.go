@@ -146,6 +146,17 @@ func Catalogue() []Spec {
 	return out
 }
 
+// zeroFill are the catalogue's metrics published as 0 for quiet periods.
+var zeroFill = func() []Spec {
+	var out []Spec
+	for _, s := range Catalogue() {
+		if s.ZeroFill {
+			out = append(out, s)
+		}
+	}
+	return out
+}()
+
 // NICCatalogue lists the per-interface metrics for the given counters.
 func NICCatalogue(kind string, fields []string) []Spec {
 	var out []Spec

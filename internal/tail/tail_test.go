@@ -402,3 +402,23 @@ func TestCheckpointOnlyAfterAck(t *testing.T) {
 		t.Fatalf("checkpoint after ack: %+v", ck)
 	}
 }
+
+// A file followed from empty whose lines all arrive in one batch must
+// still be checkpointed with their fingerprint: an empty one cannot find
+// the file's copy after a copytruncate while the agent is down.
+func TestCheckpointGetsFingerprintOfFileFollowedFromEmpty(t *testing.T) {
+	h := newHarness(t)
+	h.open()
+	h.start()
+	time.Sleep(200 * time.Millisecond) // the follower has the empty file open
+	h.write(30)                        // one write: one batch
+	h.expectAll()
+	h.stop()
+	ck, err := loadCheckpoint(h.state, h.path)
+	if err != nil || ck == nil {
+		t.Fatalf("checkpoint: %v %v", ck, err)
+	}
+	if ck.ID.FPLen == 0 {
+		t.Fatalf("checkpoint at offset %d kept an empty fingerprint", ck.Offset)
+	}
+}

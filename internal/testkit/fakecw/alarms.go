@@ -2,6 +2,7 @@ package fakecw
 
 import (
 	"encoding/json"
+	"maps"
 	"net/http"
 	"time"
 )
@@ -116,9 +117,5 @@ func (s *Server) putDashboard(w http.ResponseWriter, body []byte) {
 func (s *Server) Dashboards() map[string]string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := map[string]string{}
-	for k, v := range s.dashboards {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(s.dashboards)
 }
