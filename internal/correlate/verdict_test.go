@@ -1,0 +1,160 @@
+package correlate
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"testing"
+	"time"
+)
+
+const mib = 1 << 20
+
+func TestDecide(t *testing.T) {
+	onset := t0
+	sa1 := RunUse{ID: "sa1", Job: "debian-sa1", PID: 2978, Start: onset.Add(-time.Second), CPUSec: 0.02}
+	java := ProcUse{PID: 4242, Comm: "java", CPUSec: 19}
+	cases := []struct {
+		name     string
+		runs     []RunUse
+		procs    []ProcUse
+		total    float64
+		memTotal int64
+		cause    string
+		verdicts map[string]string // job -> verdict; jobs not listed must be absent
+		summary  []string          // substrings of the summary
+	}{
+		{
+			// The incident this agent exists for: the stock sysstat cron line
+			// just before the hang, and something else eating the machine.
+			name: "a job that merely preceded the spike is coincident",
+			runs: []RunUse{sa1}, procs: []ProcUse{java, {PID: 1, Comm: "systemd", CPUSec: 0.5}}, total: 20, memTotal: 3000 * mib,
+			cause:    "process java (pid 4242)",
+			verdicts: map[string]string{"debian-sa1": "coincident"},
+			summary:  []string{"debian-sa1 ran 1s before onset but used 0.02 s CPU (0%): not the cause", "java pid 4242 used 95% of the CPU"},
+		},
+		{
+			name:  "a job that used most of the CPU caused it",
+			runs:  []RunUse{{Job: "backup", PID: 10, Start: onset.Add(-time.Hour), Active: true, CPUSec: 16}},
+			procs: []ProcUse{{PID: 11, Comm: "gzip", CPUSec: 15, Job: "backup"}, {PID: 12, Comm: "sshd", CPUSec: 1}}, total: 20,
+			cause:    "job backup",
+			verdicts: map[string]string{"backup": "caused"},
+			summary:  []string{"backup was running at onset and used 80% of the CPU and 0% of the memory"},
+		},
+		{
+			name: "half is enough to cause, a tenth to contribute",
+			runs: []RunUse{
+				{Job: "half", Start: onset, Active: true, CPUSec: 10},
+				{Job: "tenth", Start: onset, Active: true, CPUSec: 2},
+				{Job: "under", Start: onset, Active: true, CPUSec: 1.99},
+			},
+			total:    20,
+			cause:    "job half",
+			verdicts: map[string]string{"half": "caused", "tenth": "contributed", "under": "coincident"},
+		},
+		{
+			name:  "a contributing job does not take the blame from the top process",
+			runs:  []RunUse{{Job: "etl", Start: onset, Active: true, CPUSec: 6}},
+			procs: []ProcUse{{PID: 7, Comm: "yes", CPUSec: 6, Job: "etl"}, {PID: 8, Comm: "stress", CPUSec: 14}}, total: 20,
+			cause:    "process stress (pid 8)",
+			verdicts: map[string]string{"etl": "contributed"},
+		},
+		{
+			name:  "the top process of a job is named with it",
+			runs:  []RunUse{{Job: "etl", Start: onset, Active: true, CPUSec: 6}},
+			procs: []ProcUse{{PID: 7, Comm: "yes", CPUSec: 6, Job: "etl"}, {PID: 8, Comm: "sshd", CPUSec: 1}}, total: 20,
+			cause:    "process yes (pid 7) of job etl",
+			verdicts: map[string]string{"etl": "contributed"},
+		},
+		{
+			name:  "memory alone can make the cause",
+			runs:  []RunUse{{Job: "indexer", Start: onset, Active: true, CPUSec: 0.1, PeakRSS: 1500 * mib}},
+			procs: []ProcUse{{PID: 3, Comm: "indexer", CPUSec: 0.1, RSSBytes: 1500 * mib}}, total: 10, memTotal: 2000 * mib,
+			cause:    "job indexer",
+			verdicts: map[string]string{"indexer": "caused"},
+			summary:  []string{"used 1% of the CPU and 75% of the memory"},
+		},
+		{
+			name: "the window: runs too long before, or after, the onset are no candidates",
+			runs: []RunUse{
+				{Job: "early", Start: onset.Add(-Window - time.Second), CPUSec: 10},
+				{Job: "inwindow", Start: onset.Add(-time.Minute), CPUSec: 10},
+				{Job: "late", Start: onset.Add(3 * time.Second), CPUSec: 10},
+				{Job: "justafter", Start: onset.Add(2 * time.Second), CPUSec: 2},
+				{Job: "longrunning", Start: onset.Add(-24 * time.Hour), Active: true, CPUSec: 2},
+			},
+			total:    20,
+			cause:    "job inwindow",
+			verdicts: map[string]string{"inwindow": "caused", "justafter": "contributed", "longrunning": "contributed"},
+			summary:  []string{"inwindow ran 1m0s before onset"},
+		},
+		{
+			name:    "nothing sampled yet",
+			summary: []string{"no process data covers the spike yet"},
+		},
+		{
+			name:     "no CPU measured: no shares, no division by zero",
+			runs:     []RunUse{{Job: "x", Start: onset, Active: true}},
+			procs:    []ProcUse{{PID: 2, Comm: "y"}},
+			cause:    "process y (pid 2)",
+			verdicts: map[string]string{"x": "coincident"},
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			v := Decide(onset, Window, c.runs, c.procs, c.total, c.memTotal)
+			if v.Cause != c.cause {
+				t.Errorf("cause %q, want %q", v.Cause, c.cause)
+			}
+			got := map[string]string{}
+			for _, b := range v.Jobs {
+				got[b.Job] = b.Verdict
+				if math.IsNaN(b.Confidence) || b.Confidence < 0 || b.Confidence > 1 {
+					t.Errorf("%s: confidence %v", b.Job, b.Confidence)
+				}
+			}
+			if fmt.Sprint(got) != fmt.Sprint(c.verdicts) && !(len(got) == 0 && len(c.verdicts) == 0) {
+				t.Errorf("verdicts %v, want %v", got, c.verdicts)
+			}
+			for _, s := range c.summary {
+				if !strings.Contains(v.Summary, s) {
+					t.Errorf("summary %q lacks %q", v.Summary, s)
+				}
+			}
+			for i := 1; i < len(v.Jobs); i++ {
+				if v.Jobs[i].Confidence > v.Jobs[i-1].Confidence {
+					t.Errorf("jobs not in order of confidence: %+v", v.Jobs)
+				}
+			}
+		})
+	}
+}
+
+func TestDecideTopProcesses(t *testing.T) {
+	var procs []ProcUse
+	for i := 1; i <= 15; i++ {
+		procs = append(procs, ProcUse{PID: i, Comm: fmt.Sprintf("p%d", i), CPUSec: float64(i)})
+	}
+	total := 0.0
+	for _, p := range procs {
+		total += p.CPUSec
+	}
+	v := Decide(t0, Window, nil, procs, total, 0)
+	if len(v.Top) != 10 {
+		t.Fatalf("%d top processes, want 10", len(v.Top))
+	}
+	for i, p := range v.Top {
+		if p.PID != 15-i {
+			t.Errorf("top[%d] is pid %d, want %d (busiest first)", i, p.PID, 15-i)
+		}
+		if want := float64(p.PID) / total; math.Abs(p.CPUShare-want) > 1e-9 {
+			t.Errorf("pid %d share %v, want %v", p.PID, p.CPUShare, want)
+		}
+	}
+	if v.Cause != "process p15 (pid 15)" {
+		t.Errorf("cause %q", v.Cause)
+	}
+	if procs[0].CPUShare != 0 {
+		t.Error("Decide wrote into the caller's slice")
+	}
+}
