@@ -98,8 +98,14 @@ func (c *Collector) Poll(ctx context.Context) ([]Notice, map[string]float64, err
 			keep(fmt.Errorf("spot/instance-action is not the documented JSON: %w", err))
 		} else {
 			m["spot_interruption"] = 1
+			// The path answers only when a notice exists, so even an answer
+			// lacking its fields is a notice, said without the missing parts.
+			when := "at an unknown time"
+			if ia.Time != "" {
+				when = fmt.Sprintf("at %s (%s from now)", ia.Time, until(ia.Time))
+			}
 			out = append(out, Notice{Kind: "spot_interruption", Action: ia.Action, Deadline: ia.Time,
-				Message: fmt.Sprintf("spot interruption notice: the instance will be %s at %s (%s from now)", pastTense(ia.Action), ia.Time, until(ia.Time))})
+				Message: fmt.Sprintf("spot interruption notice: the instance will be %s %s", pastTense(ia.Action), when)})
 		}
 	}
 	if v, ok, err := c.Get(ctx, "events/recommendations/rebalance"); err != nil {
@@ -141,6 +147,8 @@ func pastTense(a string) string {
 		return "stopped"
 	case "hibernate":
 		return "hibernated"
+	case "":
+		return "interrupted"
 	}
 	return a
 }

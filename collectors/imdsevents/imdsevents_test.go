@@ -104,3 +104,51 @@ func TestBadAnswersAreErrorsNotPanics(t *testing.T) {
 		t.Fatal("no error for malformed answers")
 	}
 }
+
+// IMDS answers are outside input: whatever the three paths return, Poll
+// reports notices or an error and never panics; every notice has a kind
+// and a message, and the figures count what was reported.
+func FuzzPoll(f *testing.F) {
+	f.Add(`{"action":"terminate","time":"2026-11-27T03:29:30Z"}`, `{"noticeTime":"2026-11-27T03:29:30Z"}`,
+		`[{"Code":"system-reboot","Description":"scheduled reboot","EventId":"instance-event-0d59937288b749b32","NotBefore":"21 Jan 2019 09:00:43 GMT","NotAfter":"21 Jan 2019 09:17:23 GMT","State":"active"}]`)
+	f.Add("", "", "")
+	f.Add("null", "null", "null")
+	f.Add("{", "[", `[{"State":"completed"}]`)
+	f.Fuzz(func(t *testing.T, spot, rebalance, scheduled string) {
+		answers := map[string]string{"spot/instance-action": spot, "events/recommendations/rebalance": rebalance, "events/maintenance/scheduled": scheduled}
+		get := func(_ context.Context, p string) (string, bool, error) {
+			v := answers[p]
+			return v, v != "", nil
+		}
+		ns, m, _ := (&Collector{Get: get}).Poll(context.Background())
+		kinds := map[string]float64{}
+		for _, n := range ns {
+			if n.Kind == "" || n.Message == "" {
+				t.Fatalf("notice without kind or message: %+v", n)
+			}
+			kinds[n.Kind]++
+		}
+		if kinds["spot_interruption"] != m["spot_interruption"] || kinds["rebalance_recommendation"] != m["rebalance_recommendation"] ||
+			kinds["scheduled_event"] != m["scheduled_events"] {
+			t.Fatalf("figures %v disagree with notices %v", m, kinds)
+		}
+	})
+}
+
+// The spot path answers only when a notice exists: an answer missing its
+// fields is still a notice, worded without them.
+func TestSpotNoticeWithoutFields(t *testing.T) {
+	get := func(_ context.Context, p string) (string, bool, error) {
+		if p == "spot/instance-action" {
+			return "{}", true, nil
+		}
+		return "", false, nil
+	}
+	ns, m, err := (&Collector{Get: get}).Poll(context.Background())
+	if err != nil || m["spot_interruption"] != 1 || len(ns) != 1 {
+		t.Fatalf("%v %v %v", ns, m, err)
+	}
+	if want := "spot interruption notice: the instance will be interrupted at an unknown time"; ns[0].Message != want {
+		t.Errorf("message %q, want %q", ns[0].Message, want)
+	}
+}

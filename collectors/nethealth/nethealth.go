@@ -188,10 +188,7 @@ func readUint(path string) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if strings.HasPrefix(s, "0x") {
-		return strconv.ParseUint(s[2:], 16, 64)
-	}
-	return strconv.ParseUint(s, 10, 64)
+	return parseUint(s)
 }
 
 // readString reads a small sysfs attribute with one open, one read and one
