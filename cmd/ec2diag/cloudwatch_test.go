@@ -185,7 +185,7 @@ func TestCloudWatchEndpointFromSDKVariable(t *testing.T) {
 func TestDaemonReportsSpotNoticeAndChecks(t *testing.T) {
 	ec2 := fakeec2.Start(t, fakeec2.Instance{ID: testkit.AEMMInstanceID, ImageID: testkit.AEMMImageID, ImageOwnerID: "999988887777",
 		ImagePublic: true, AllowedImages: "disabled", HTTPTokens: "optional", HopLimit: 1})
-	e := newCWEnvArgs(t, []string{"spot", "-d", "2", "-a", "terminate", "--rebalance-delay-sec", "3600"}, "imds:\n  events_interval: 1s\n")
+	e := newCWEnvArgs(t, []string{"spot", "-d", "2", "-a", "terminate", "--rebalance-delay-sec", "3600"}, "imds:\n  events_interval: 1s\nsinks:\n  summary_interval: 1s\n")
 	a := e.start("AWS_ENDPOINT_URL_EC2=" + ec2.URL)
 	deadline := time.Now().Add(20 * time.Second)
 	have := func(name string, v float64) bool {
@@ -202,7 +202,13 @@ func TestDaemonReportsSpotNoticeAndChecks(t *testing.T) {
 	if !have("SpotInterruptionNotice", 1) || !have("InstanceCheckFailures", 2) {
 		t.Fatalf("CloudWatch lacks SpotInterruptionNotice=1 or InstanceCheckFailures=2 (whoAMI + IMDSv1)")
 	}
+	for !strings.Contains(a.stderr.String(), `"ec2diag_event":"cloudwatch_summary"`) && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
 	log := a.stderr.String()
+	if !strings.Contains(log, `"ec2diag_event":"cloudwatch_summary"`) || !strings.Contains(log, `"metrics_last_hour":`) {
+		t.Errorf("no publishing summary in the journal:\n%s", log)
+	}
 	if n := strings.Count(log, "spot interruption notice: the instance will be terminated"); n != 1 {
 		t.Errorf("spot notice logged %d times, want once:\n%s", n, log)
 	}

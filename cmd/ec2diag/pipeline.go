@@ -174,7 +174,7 @@ func cloudWatchSink(ctx context.Context, cfg config.Config, id *imds.Identity, l
 		BaseDims: dims, JobNames: cw.JobNames, MaxJobNames: cw.MaxJobNames})
 	return cwsink.New(cwsink.Options{Namespace: cw.Namespace, API: cwsink.NewClient(awsCfg, cw.Endpoint), Agg: agg, Spool: sp,
 		Period: cw.Period.D(), Offset: cwsink.Offset(id.InstanceID, min(cw.Period.D(), time.Minute)),
-		RequestTimeout: cw.RequestTimeout.D(), Log: log}), nil
+		RequestTimeout: cw.RequestTimeout.D(), Log: log, SummaryEvery: cfg.Sinks.SummaryInterval.D()}), nil
 }
 
 // recognizer turns log entries into events and tells the recorder about

@@ -37,15 +37,20 @@ type Datum struct {
 	Stats      *Stats    `json:"stats,omitempty"`
 }
 
-// Key identifies the datum's metric and timestamp (not its values).
-func (d *Datum) Key() string {
+// Series identifies the datum's metric: name and dimensions, what
+// CloudWatch bills as one custom metric.
+func (d *Datum) Series() string {
 	var b strings.Builder
 	b.WriteString(d.Name)
 	for _, x := range d.Dims {
 		b.WriteString("|" + x.Name + "=" + x.Value)
 	}
-	b.WriteString("@" + strconv.FormatInt(d.Time.UnixMilli(), 10))
 	return b.String()
+}
+
+// Key identifies the datum's metric and timestamp (not its values).
+func (d *Datum) Key() string {
+	return d.Series() + "@" + strconv.FormatInt(d.Time.UnixMilli(), 10)
 }
 
 // Options configure an Aggregator.

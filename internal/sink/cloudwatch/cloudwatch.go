@@ -23,6 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
 	"github.com/aws/smithy-go"
 	"github.com/ec2diag/ec2diag/collectors"
+	"github.com/ec2diag/ec2diag/internal/logging"
 	"github.com/ec2diag/ec2diag/internal/metrics"
 	"github.com/ec2diag/ec2diag/internal/spool"
 	"go.uber.org/zap"
@@ -57,6 +58,10 @@ type Options struct {
 	Offset         time.Duration
 	RequestTimeout time.Duration
 	Log            *zap.Logger
+	// SummaryEvery is how often the journal gets one line on publishing
+	// (calls, datums, failures, metrics billed in the last hour, spool);
+	// 0: never.
+	SummaryEvery time.Duration
 }
 
 // Sink implements agent.Sink.
@@ -71,12 +76,22 @@ type Sink struct {
 	dropped atomic.Int64 // datums the API rejected or that were too old
 	stats   Stats
 	statsMu sync.Mutex
+	// series maps each metric published (name and dimensions) to its
+	// latest datum's time: CloudWatch bills a custom metric for every
+	// hour it has data, so the count over the last hour is the bill.
+	series map[string]time.Time
+	// the loop's last summary
+	sumAt    time.Time
+	sumStats Stats
 }
 
 // Stats are cumulative figures for tests, benchmarks and `ec2diag status`.
 type Stats struct {
 	Requests, Accepted, Rejected, Failures int
 	Datums                                 int
+	// Series is how many metrics (name and dimensions) had data in the
+	// hour before the last flush: the custom metrics billed for it.
+	Series int
 }
 
 // Offset spreads flushes: a stable fraction of half the period.
@@ -97,7 +112,7 @@ func New(o Options) *Sink {
 	if o.RequestTimeout <= 0 {
 		o.RequestTimeout = 30 * time.Second
 	}
-	return &Sink{o: o, stop: make(chan struct{}), done: make(chan struct{}), kick: make(chan struct{}, 1)}
+	return &Sink{o: o, stop: make(chan struct{}), done: make(chan struct{}), kick: make(chan struct{}, 1), series: map[string]time.Time{}}
 }
 
 func (s *Sink) Name() string { return "cloudwatch" }
@@ -131,7 +146,49 @@ func (s *Sink) Close(ctx context.Context) error {
 func (s *Sink) Stats() Stats {
 	s.statsMu.Lock()
 	defer s.statsMu.Unlock()
-	return s.stats
+	st := s.stats
+	st.Series = len(s.series)
+	return st
+}
+
+// count notes the metrics of a flush and forgets those without data for
+// an hour.
+func (s *Sink) count(ds []metrics.Datum, now time.Time) {
+	s.statsMu.Lock()
+	defer s.statsMu.Unlock()
+	for i := range ds {
+		k := ds[i].Series()
+		if t, ok := s.series[k]; !ok || ds[i].Time.After(t) {
+			s.series[k] = ds[i].Time
+		}
+	}
+	for k, t := range s.series {
+		if now.Sub(t) > time.Hour {
+			delete(s.series, k)
+		}
+	}
+}
+
+// summarize logs what publishing did since the last summary, so that
+// "is it sending, and what does it cost" is one journalctl away.
+func (s *Sink) summarize(now time.Time) {
+	if s.o.SummaryEvery <= 0 {
+		return
+	}
+	if s.sumAt.IsZero() {
+		s.sumAt = now
+		return
+	}
+	if now.Sub(s.sumAt) < s.o.SummaryEvery {
+		return
+	}
+	st, prev := s.Stats(), s.sumStats
+	s.o.Log.Info("CloudWatch publishing", zap.String(logging.KeyEvent, "cloudwatch_summary"),
+		zap.Duration("since", now.Sub(s.sumAt).Round(time.Second)),
+		zap.Int("calls", st.Requests-prev.Requests), zap.Int("datums_accepted", st.Datums-prev.Datums),
+		zap.Int("calls_failed", st.Failures-prev.Failures), zap.Int("calls_rejected", st.Rejected-prev.Rejected),
+		zap.Int("metrics_last_hour", st.Series), zap.Int64("spool_bytes", s.o.Spool.Size()))
+	s.sumAt, s.sumStats = now, st
 }
 
 func (s *Sink) loop() {
@@ -182,6 +239,7 @@ func (s *Sink) loop() {
 			}
 			backoff, retryAt = 0, time.Time{}
 		}
+		s.summarize(time.Now())
 	}
 }
 
@@ -202,6 +260,7 @@ func (s *Sink) flush(now time.Time, all bool) {
 	s.o.Agg.Observe(metrics.AgentPublishFail, at, float64(s.failed.Swap(0)))
 	s.o.Agg.Observe(metrics.AgentDropped, at, float64(s.dropped.Swap(0)+s.o.Spool.Dropped()))
 	ds := s.o.Agg.Flush(now, all)
+	s.count(ds, now)
 	for _, b := range Batches(ds) {
 		if err := s.o.Spool.Put(b); err != nil {
 			// A full or read-only disk: keep going without the spool

@@ -13,6 +13,7 @@ import (
 	"github.com/ec2diag/ec2diag/internal/spool"
 	"github.com/ec2diag/ec2diag/internal/testkit/fakecw"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // sdkEnv gives the SDK's default chain the fake's static test keys and
@@ -352,5 +353,73 @@ func TestCorruptSpoolFileIsDroppedNotFatal(t *testing.T) {
 	r.drainAll(t, 1)
 	if n, _ := count(fake.Datums(), "CPUBusy"); n != 1 {
 		t.Errorf("CPUBusy = %d, want 1", n)
+	}
+}
+
+// The journal says every SummaryEvery what publishing did, and the metric
+// count it gives is the number of distinct metrics CloudWatch received:
+// what the fleet is billed for.
+func TestSummaryCountsCallsAndBilledMetrics(t *testing.T) {
+	fake := fakecw.Start(t, "")
+	sdkEnv(t)
+	cfg, err := AWSConfig(context.Background(), ClientOptions{Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := spool.Open(t.TempDir(), 8<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zap.InfoLevel)
+	agg := metrics.New(metrics.Options{Period: time.Second, BaseDims: []metrics.Dim{{Name: "InstanceId", Value: "i-0123456789abcdef0"}}})
+	s := New(Options{Namespace: "EC2DiagTest", API: NewClient(cfg, fake.URL), Agg: agg, Spool: sp, Period: time.Second,
+		RequestTimeout: 5 * time.Second, Log: zap.New(core), SummaryEvery: 2 * time.Second})
+	deadline := time.Now().Add(20 * time.Second)
+	summaries := func() []observer.LoggedEntry {
+		return logs.FilterMessage("CloudWatch publishing").FilterField(zap.String("ec2diag_event", "cloudwatch_summary")).All()
+	}
+	for len(summaries()) == 0 && time.Now().Before(deadline) {
+		now := time.Now()
+		s.Write(context.Background(), []collectors.Record{
+			{Time: now, Kind: collectors.KindSample, Source: "host", Type: "host", Metrics: map[string]float64{"cpu_busy_pct": 10, "mem_available_pct": 50}},
+			{Time: now, Kind: collectors.KindSample, Source: "nethealth", Type: "ena", Metrics: map[string]float64{"healthy": 1, "rx_dropped": 0}, Dims: map[string]string{"iface": "ens5"}},
+			{Time: now, Kind: collectors.KindSample, Source: "nethealth", Type: "ena", Metrics: map[string]float64{"healthy": 1, "rx_dropped": 0}, Dims: map[string]string{"iface": "ens6"}},
+		})
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	sum := summaries()
+	if len(sum) == 0 {
+		t.Fatal("no publishing summary in the log")
+	}
+	f := sum[0].ContextMap()
+	if f["calls"].(int64) < 1 || f["datums_accepted"].(int64) < 1 || f["metrics_last_hour"].(int64) < 1 || f["calls_failed"].(int64) != 0 {
+		t.Errorf("summary %v", f)
+	}
+	got := map[string]bool{}
+	for _, d := range fake.Datums() {
+		got[d.Name+"{"+d.Dims+"}"] = true
+	}
+	if st := s.Stats(); st.Series != len(got) {
+		t.Errorf("Stats().Series = %d, CloudWatch received %d distinct metrics: %v", st.Series, len(got), got)
+	}
+	for _, want := range []string{"ENAHealthy{InstanceId=i-0123456789abcdef0,Interface=ens5}", "ENAHealthy{InstanceId=i-0123456789abcdef0,Interface=ens6}", "CPUBusy{InstanceId=i-0123456789abcdef0}"} {
+		if !got[want] {
+			t.Errorf("CloudWatch lacks %s: %v", want, got)
+		}
+	}
+}
+
+// A metric without data for an hour is no longer billed, nor counted.
+func TestSeriesOlderThanAnHourAreForgotten(t *testing.T) {
+	s := New(Options{Log: zap.NewNop()})
+	now := time.Now()
+	v := 1.0
+	s.count([]metrics.Datum{{Name: "Old", Time: now.Add(-61 * time.Minute), Value: &v}, {Name: "New", Time: now.Add(-time.Minute), Value: &v},
+		{Name: "New", Dims: []metrics.Dim{{Name: "Interface", Value: "ens5"}}, Time: now, Value: &v}}, now)
+	if n := s.Stats().Series; n != 2 {
+		t.Errorf("series %d, want 2 (New, New by Interface)", n)
 	}
 }
