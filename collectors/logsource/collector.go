@@ -47,11 +47,17 @@ func (c *Collector) Run(ctx context.Context, e collectors.Emitter) error {
 			return nil
 		})
 	}()
-	e.Ready()
+	// Ready only once the files are positioned: on a first start (no
+	// checkpoint) a line logged between READY=1 and the first open would
+	// otherwise fall before the starting offset and be lost.
+	started := c.Source.Started()
 	t := time.NewTicker(c.StatsInterval)
 	defer t.Stop()
 	for {
 		select {
+		case <-started:
+			e.Ready()
+			started = nil
 		case err := <-done:
 			if ctx.Err() != nil {
 				return nil

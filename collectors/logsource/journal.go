@@ -42,7 +42,12 @@ type journalReader struct {
 	committed string
 	dirty     bool
 	lastSave  time.Time
+
+	started   chan struct{} // see Source.Started
+	startOnce sync.Once
 }
+
+func (j *journalReader) markStarted() { j.startOnce.Do(func() { close(j.started) }) }
 
 type jpending struct {
 	cursor string
@@ -120,9 +125,11 @@ func (j *journalReader) run(ctx context.Context, h Handler) error {
 		j.committed = strings.TrimSpace(string(b))
 	}
 	defer j.save(true)
+	defer j.markStarted()
 	backoff := time.Second
 	for {
 		err := j.follow(ctx, h)
+		j.markStarted() // a journal that cannot be read must not hold up readiness
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -191,6 +198,7 @@ func (j *journalReader) follow(ctx context.Context, h Handler) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start journalctl: %w", err)
 	}
+	j.markStarted()
 	if j.starts++; j.starts == 1 {
 		j.log.Info("reading the journal (no syslog file)", zap.String(tail.KeyEvent, "source_journal"), zap.String("after_cursor", cur))
 	} else {

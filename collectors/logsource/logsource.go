@@ -67,7 +67,7 @@ func New(o Options) *Source {
 	}
 	s := &Source{o: o}
 	if o.Journal {
-		s.journal = &journalReader{o: o, log: o.Log}
+		s.journal = &journalReader{o: o, log: o.Log, started: make(chan struct{})}
 		return s
 	}
 	for _, f := range o.Files {
@@ -103,6 +103,23 @@ func (s *Source) Stats() Stats {
 	}
 	st.Unparsed += s.unparsed.Load()
 	return st
+}
+
+// Started is closed once every file (or the journal) has its starting
+// position, so that nothing written after it can be missed; Run must be
+// running or have run.
+func (s *Source) Started() <-chan struct{} {
+	ch := make(chan struct{})
+	go func() {
+		if s.journal != nil {
+			<-s.journal.started
+		}
+		for _, f := range s.followers {
+			<-f.Started()
+		}
+		close(ch)
+	}()
+	return ch
 }
 
 // Run follows until ctx is done.

@@ -86,6 +86,8 @@ type Follower struct {
 	lastSave    time.Time
 	lastDurable time.Time
 	lines       []Line
+	started     chan struct{}
+	startOnce   sync.Once
 }
 
 type pendingBatch struct {
@@ -107,8 +109,16 @@ func New(o Options) *Follower {
 	if o.Log == nil {
 		o.Log = zap.NewNop()
 	}
-	return &Follower{o: o, log: o.Log.With(zap.String("file", o.Path)), wake: make(chan struct{}, 1)}
+	return &Follower{o: o, log: o.Log.With(zap.String("file", o.Path)), wake: make(chan struct{}, 1), started: make(chan struct{})}
 }
+
+// Started is closed once Run knows where it reads from (the checkpoint, or
+// the end of the file as it was): a line appended after that is never
+// missed, so the agent reports ready to systemd only then. It is also
+// closed when Run returns.
+func (t *Follower) Started() <-chan struct{} { return t.started }
+
+func (t *Follower) markStarted() { t.startOnce.Do(func() { close(t.started) }) }
 
 // file is a file being read: a plain file (which may still grow) or a
 // compressed rotation (sealed: read once, start to end).
@@ -189,7 +199,9 @@ func (t *Follower) Run(ctx context.Context, h Handler) error {
 	poll := time.NewTicker(t.o.PollInterval)
 	defer poll.Stop()
 
+	defer t.markStarted()
 	cur, chain, err := t.resume()
+	t.markStarted()
 	if err != nil {
 		return err
 	}
