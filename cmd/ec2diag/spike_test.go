@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ec2diag/ec2diag/internal/correlate"
 	"github.com/ec2diag/ec2diag/internal/incident"
 	"github.com/ec2diag/ec2diag/internal/testkit"
 )
@@ -121,6 +122,17 @@ const burner = `yes > /dev/null & yes > /dev/null & python3 -c 'b = bytearray(30
 
 const burn2 = `yes > /dev/null & yes > /dev/null & wait`
 
+// jobShare sums the CPU shares of a job's processes among the busiest.
+func jobShare(top []correlate.ProcUse, job string) float64 {
+	var s float64
+	for _, p := range top {
+		if p.Job == job {
+			s += p.CPUShare
+		}
+	}
+	return s
+}
+
 func TestSpikeBlamesJobAndProcess(t *testing.T) {
 	testkit.RequireTool(t, "python3")
 	e := startSpikeAgent(t)
@@ -133,8 +145,10 @@ func TestSpikeBlamesJobAndProcess(t *testing.T) {
 	if v.Jobs[0].CPUShare < 0.5 {
 		t.Errorf("burn.sh CPU share %.2f, want most of it", v.Jobs[0].CPUShare)
 	}
-	if len(v.Top) == 0 || v.Top[0].Comm != "yes" || v.Top[0].Job != "burn.sh" || v.Top[0].CPUShare < 0.25 {
-		t.Errorf("top process %+v, want a yes of burn.sh with a large share", v.Top)
+	// The busiest process is one of burn.sh's (a yes, or python3 while it
+	// zeroes its 300 MiB), and together they took most of the CPU.
+	if len(v.Top) == 0 || v.Top[0].Job != "burn.sh" || jobShare(v.Top, "burn.sh") < 0.5 {
+		t.Errorf("top processes %+v, want burn.sh's first and most of the CPU", v.Top)
 	}
 	// python3 may still be filling its 300 MiB at onset; the snapshots
 	// written while the spike lasts must show it.

@@ -44,11 +44,13 @@ type JobRun struct {
 
 type procState struct {
 	ticks, child uint64 // utime+stime, cutime+cstime at last scan
-	credit       uint64 // ticks of reaped member children already counted
+	dOwn, dChild uint64 // their growth in this scan
+	credit       uint64 // ticks of reaped children already counted
+	creditGen    int64  // scan that last added to credit
 	seen         int64  // scan generation
 	job          *JobRun
-	ppid         int
-	parent       Key
+	ppid         int // parent at last sight: who reaps it, unless it dies too
+	parent       Key // parent at first sight: job membership
 	comm         string
 	rss          int64
 }
@@ -64,6 +66,12 @@ type Sampler struct {
 	bootTime time.Time
 	pageSize int64
 	jobs     []*JobRun
+	cur      []*procState // this scan's processes, in out's order
+	// orphans holds ticks of processes that vanished with their parent
+	// gone: the subreaper or init that reaped them will show them as
+	// cutime growth, which is not its own use.
+	orphans    uint64
+	orphansGen int64
 	// Cgroup reads the cgroup of a new process while systemd runs are
 	// active; nil uses /proc/PID/cgroup.
 	Cgroup func(pid int) string
@@ -108,25 +116,35 @@ func (s *Sampler) DropEnded(t time.Time) {
 
 // Tick scans every process and returns the use of each over the time since
 // the last tick, plus the total CPU seconds all processes used.
+//
+// A process's use is its own ticks plus the growth of its children's
+// ticks (cutime+cstime) that we did not already see those children use:
+// short-lived children come and go between scans, and their CPU reaches
+// us only through their parent. What a vanished process was seen to use
+// is credited to whoever reaped it: its last known parent if that is still
+// alive, otherwise a pool for the subreaper or init that adopted it.
+// Without the pool, init was charged with the whole life of every orphan
+// it reaped (seen in a test: PID 1 "used" 3.6 s while idle, and took the
+// blame for a spike a killed job had made).
 func (s *Sampler) Tick(now time.Time, out []ProcUse) ([]ProcUse, float64) {
 	s.gen++
 	dt := now.Sub(s.last).Seconds()
 	first := s.last.IsZero()
 	s.last = now
-	var total float64
-	peak := map[*JobRun]int64{}
 	anySystemd := false
 	for _, r := range s.jobs {
 		if r.Unit != "" && r.Ended.IsZero() {
 			anySystemd = true
 		}
 	}
+	base := len(out)
+	s.cur = s.cur[:0]
 	s.scanner.Scan(func(p *Proc) {
 		k := Key{p.PID, p.Start}
 		st, ok := s.procs[k]
 		ticks, child := p.UTime+p.STime, p.CUTime+p.CSTime
 		if !ok {
-			st = &procState{ticks: ticks, child: child, ppid: p.PPID, comm: p.Comm}
+			st = &procState{ticks: ticks, child: child, comm: p.Comm}
 			if pk, ok := s.byPID[p.PPID]; ok {
 				st.parent = pk // parentage recorded at first sight keeps orphans attributed
 			}
@@ -141,53 +159,80 @@ func (s *Sampler) Tick(now time.Time, out []ProcUse) ([]ProcUse, float64) {
 			st.job = s.membership(p, st, anySystemd)
 		}
 		st.seen = s.gen
+		st.ppid = p.PPID
 		st.comm = p.Comm
 		st.rss = p.RSSPages * s.pageSize
-		d := float64(ticks-min(st.ticks, ticks)) / clkTck
-		// Children this process waited for: what we never saw them use.
-		dc := child - min(st.child, child)
-		used := min(st.credit, dc)
-		st.credit -= used
-		dChild := float64(dc-used) / clkTck
+		st.dOwn = ticks - min(st.ticks, ticks)
+		st.dChild = child - min(st.child, child)
 		st.ticks, st.child = ticks, child
-		if first {
-			d, dChild = 0, 0
-		}
-		total += d + dChild
-		if st.job != nil && st.job.Ended.IsZero() {
-			st.job.CPUSec += d + dChild
-			peak[st.job] += st.rss
-			st.job.Procs++
-		}
-		pct := 0.0
-		if dt > 0 {
-			pct = 100 * (d + dChild) / dt
-		}
-		u := ProcUse{PID: p.PID, PPID: p.PPID, SID: p.SID, Comm: p.Comm, CPUPct: pct, CPUSec: d + dChild, RSSBytes: st.rss, Start: p.Start}
-		if st.job != nil {
-			u.Job = st.job.ID
-		}
-		out = append(out, u)
+		s.cur = append(s.cur, st)
+		out = append(out, ProcUse{PID: p.PID, PPID: p.PPID, SID: p.SID, Comm: p.Comm, RSSBytes: st.rss, Start: p.Start})
 	})
-	for r, v := range peak {
-		r.Peak = max(r.Peak, v)
-	}
-	// Reap: a vanished process's ticks were counted; credit its parent so
-	// the parent's cutime growth is not counted twice.
+	// Reap first, so that a parent's cutime growth in this very scan is
+	// matched with the children that vanished in it.
 	for k, st := range s.procs {
 		if st.seen == s.gen {
 			continue
 		}
-		if pst, ok := s.procs[st.parent]; ok && pst.seen == s.gen {
-			pst.credit += st.ticks + st.child
+		used := st.ticks + st.child
+		if pk, ok := s.byPID[st.ppid]; ok && pk.Start <= k.Start && s.procs[pk] != nil && s.procs[pk].seen == s.gen {
+			s.procs[pk].credit += used
+			s.procs[pk].creditGen = s.gen
+		} else {
+			s.orphans += used
+			s.orphansGen = s.gen
 		}
 		delete(s.procs, k)
 		if s.byPID[k.PID] == k {
 			delete(s.byPID, k.PID)
 		}
 	}
+	// Credits not claimed within a few scans were for children whose
+	// parent never waited (SIGCHLD ignored): forget them.
+	if s.gen-s.orphansGen > creditScans {
+		s.orphans = 0
+	}
+	var total float64
+	peak := map[*JobRun]int64{}
+	for i, st := range s.cur {
+		if s.gen-st.creditGen > creditScans {
+			st.credit = 0
+		}
+		dc := st.dChild
+		c := min(st.credit, dc)
+		st.credit -= c
+		dc -= c
+		o := min(s.orphans, dc)
+		s.orphans -= o
+		dc -= o
+		sec := float64(st.dOwn+dc) / clkTck
+		if first {
+			sec = 0
+		}
+		total += sec
+		if st.job != nil && st.job.Ended.IsZero() {
+			st.job.CPUSec += sec
+			peak[st.job] += st.rss
+			st.job.Procs++
+		}
+		u := &out[base+i]
+		u.CPUSec = sec
+		if dt > 0 {
+			u.CPUPct = 100 * sec / dt
+		}
+		if st.job != nil {
+			u.Job = st.job.ID
+		}
+	}
+	for r, v := range peak {
+		r.Peak = max(r.Peak, v)
+	}
 	return out, total
 }
+
+// creditScans is how many scans a reaped child's credit waits for its
+// reaper's cutime to show it.
+const creditScans = 3
 
 // membership decides which job run p belongs to: session id first (a cron
 // job's pid is its session id, orphans keep it), then recorded parentage,

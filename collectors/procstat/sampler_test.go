@@ -1,0 +1,139 @@
+package procstat
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// use returns pid's CPU seconds in ps (0 when absent).
+func use(ps []ProcUse, pid int) float64 {
+	for _, p := range ps {
+		if p.PID == pid {
+			return p.CPUSec
+		}
+	}
+	return 0
+}
+
+// orphanScenario makes this test process a subreaper, starts yes under a
+// shell, lets the sampler watch it burn CPU for a second, then orphans
+// and kills it as `how` says, reaps it here, and returns what the next
+// tick charges to this process (the reaper) and in total, and what yes
+// was seen to use.
+func orphanScenario(t *testing.T, how string) (reaper, total, yes float64) {
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		t.Skipf("cannot become a subreaper: %v", err)
+	}
+	defer unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+	sh := exec.Command("sh", "-c", "yes > /dev/null & echo $!; "+map[string]string{"parent exits first": "exit 0", "killed together": "wait"}[how])
+	sh.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, _ := sh.StdoutPipe()
+	if err := sh.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	yesPID, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil {
+		t.Fatalf("yes pid %q: %v", line, err)
+	}
+	defer syscall.Kill(yesPID, syscall.SIGKILL)
+	if how == "parent exits first" {
+		sh.Wait() // yes is now this process's child
+	}
+	s := NewSampler("/proc")
+	s.Tick(time.Now(), nil)
+	for i := 0; i < 5; i++ {
+		time.Sleep(200 * time.Millisecond)
+		ps, _ := s.Tick(time.Now(), nil)
+		yes += use(ps, yesPID)
+	}
+	if how == "killed together" {
+		syscall.Kill(-sh.Process.Pid, syscall.SIGKILL)
+		sh.Wait()
+	} else {
+		syscall.Kill(yesPID, syscall.SIGKILL)
+	}
+	var ws syscall.WaitStatus
+	if _, err := syscall.Wait4(yesPID, &ws, 0, nil); err != nil {
+		t.Fatalf("reaping yes (pid %d) here: %v", yesPID, err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	ps, total := s.Tick(time.Now(), nil)
+	return use(ps, os.Getpid()), total, yes
+}
+
+// A reaper is not charged with the CPU of children it adopted and reaped:
+// their use was counted while they ran. Both ways a process gets
+// orphaned: its parent exits first (the sampler saw the new parent), or
+// parent and child die together (as when a job's process group is killed).
+func TestReaperIsNotChargedForOrphansItReaped(t *testing.T) {
+	for _, how := range []string{"parent exits first", "killed together"} {
+		t.Run(how, func(t *testing.T) {
+			reaper, total, yes := orphanScenario(t, how)
+			if yes < 0.5 {
+				t.Fatalf("yes was seen using %.2f s in a second; the scenario did not run", yes)
+			}
+			if reaper > 0.3 || total > 0.5 {
+				t.Errorf("after reaping yes (seen using %.2f s), the reaper was charged %.2f s and the tick %.2f s in total", yes, reaper, total)
+			}
+		})
+	}
+}
+
+// A parent's cutime growth from children too short-lived to be seen is
+// still counted: that is how a job of many small processes shows up.
+func TestUnseenShortChildrenCountForTheirParent(t *testing.T) {
+	sh := exec.Command("sh", "-c", "read x; for i in 1 2 3 4 5 6 7 8; do timeout 0.15 yes > /dev/null; done")
+	in, _ := sh.StdinPipe()
+	if err := sh.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer sh.Process.Kill()
+	s := NewSampler("/proc")
+	s.Tick(time.Now(), nil)
+	in.Write([]byte("go\n"))
+	var got float64
+	for i := 0; i < 8 && sh.ProcessState == nil; i++ {
+		time.Sleep(250 * time.Millisecond)
+		ps, _ := s.Tick(time.Now(), nil)
+		got += use(ps, sh.Process.Pid)
+	}
+	sh.Wait()
+	// Each yes lives 0.15 s, mostly between scans; some are seen, and
+	// those are counted as themselves. The shell must carry a good part.
+	if got < 0.2 {
+		t.Errorf("the shell was charged %.2f s for ~1.2 s of short children", got)
+	}
+}
+
+// A parent that waits for a child the sampler watched is not charged again
+// for it in the scan where the child disappears.
+func TestParentNotChargedTwiceForAWatchedChild(t *testing.T) {
+	sh := exec.Command("sh", "-c", "read x; timeout 1 yes > /dev/null; read y")
+	in, _ := sh.StdinPipe()
+	if err := sh.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { sh.Process.Kill(); sh.Wait() }()
+	s := NewSampler("/proc")
+	s.Tick(time.Now(), nil)
+	in.Write([]byte("go\n"))
+	var shell, total float64
+	for i := 0; i < 8; i++ {
+		time.Sleep(200 * time.Millisecond)
+		ps, tot := s.Tick(time.Now(), nil)
+		shell += use(ps, sh.Process.Pid)
+		total += tot
+	}
+	if shell > 0.3 {
+		t.Errorf("the shell was charged %.2f s for a yes the sampler saw run (total %.2f s)", shell, total)
+	}
+}
