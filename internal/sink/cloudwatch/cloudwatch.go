@@ -85,7 +85,8 @@ type Sink struct {
 	sumStats Stats
 }
 
-// Stats are cumulative figures for tests, benchmarks and `ec2diag status`.
+// Stats are cumulative figures for the publishing summary, tests and
+// benchmarks.
 type Stats struct {
 	Requests, Accepted, Rejected, Failures int
 	Datums                                 int
