@@ -43,11 +43,13 @@ type JobRun struct {
 }
 
 type procState struct {
-	ticks, child uint64 // utime+stime, cutime+cstime at last scan
-	dOwn, dChild uint64 // their growth in this scan
-	credit       uint64 // ticks of reaped children already counted
-	creditGen    int64  // scan that last added to credit
-	seen         int64  // scan generation
+	ticks, child uint64  // utime+stime, cutime+cstime at last scan
+	dOwn, dChild uint64  // their growth in this scan
+	credit       uint64  // ticks of reaped children already counted
+	creditGen    int64   // scan that last added to credit
+	reaped       *JobRun // the job of the children it reaped this scan
+	reapedMixed  bool    // ... when they were of more than one
+	seen         int64   // scan generation
 	job          *JobRun
 	ppid         int // parent at last sight: who reaps it, unless it dies too
 	parent       Key // parent at first sight: job membership
@@ -70,8 +72,10 @@ type Sampler struct {
 	// orphans holds ticks of processes that vanished with their parent
 	// gone: the subreaper or init that reaped them will show them as
 	// cutime growth, which is not its own use.
-	orphans    uint64
-	orphansGen int64
+	orphans     uint64
+	orphansGen  int64
+	orphanJob   *JobRun // as procState.reaped, for the pool
+	orphanMixed bool
 	// Cgroup reads the cgroup of a new process while systemd runs are
 	// active; nil uses /proc/PID/cgroup.
 	Cgroup func(pid int) string
@@ -139,6 +143,7 @@ func (s *Sampler) Tick(now time.Time, out []ProcUse) ([]ProcUse, float64) {
 	}
 	base := len(out)
 	s.cur = s.cur[:0]
+	s.orphanJob, s.orphanMixed = nil, false
 	s.scanner.Scan(func(p *Proc) {
 		k := Key{p.PID, p.Start}
 		st, ok := s.procs[k]
@@ -159,6 +164,7 @@ func (s *Sampler) Tick(now time.Time, out []ProcUse) ([]ProcUse, float64) {
 			st.job = s.membership(p, st, anySystemd)
 		}
 		st.seen = s.gen
+		st.reaped, st.reapedMixed = nil, false
 		st.ppid = p.PPID
 		st.comm = p.Comm
 		st.rss = p.RSSPages * s.pageSize
@@ -176,11 +182,20 @@ func (s *Sampler) Tick(now time.Time, out []ProcUse) ([]ProcUse, float64) {
 		}
 		used := st.ticks + st.child
 		if pk, ok := s.byPID[st.ppid]; ok && pk.Start <= k.Start && s.procs[pk] != nil && s.procs[pk].seen == s.gen {
-			s.procs[pk].credit += used
-			s.procs[pk].creditGen = s.gen
+			pst := s.procs[pk]
+			pst.credit += used
+			pst.creditGen = s.gen
+			if st.job != nil && st.job != pst.job {
+				pst.reapedMixed = pst.reapedMixed || (pst.reaped != nil && pst.reaped != st.job)
+				pst.reaped = st.job
+			}
 		} else {
 			s.orphans += used
 			s.orphansGen = s.gen
+			if st.job != nil {
+				s.orphanMixed = s.orphanMixed || (s.orphanJob != nil && s.orphanJob != st.job)
+				s.orphanJob = st.job
+			}
 		}
 		delete(s.procs, k)
 		if s.byPID[k.PID] == k {
@@ -205,11 +220,29 @@ func (s *Sampler) Tick(now time.Time, out []ProcUse) ([]ProcUse, float64) {
 		o := min(s.orphans, dc)
 		s.orphans -= o
 		dc -= o
+		// What is left of the growth came from children we never saw or
+		// from the last moments of those that vanished: a job's processes
+		// use CPU between the last scan and their exit, and it shows only
+		// in their reaper (the cron child, init). When the reaped children
+		// were one job's, that rest is the job's, not the reaper's.
+		var toJob *JobRun
+		switch {
+		case st.reaped != nil && !st.reapedMixed:
+			toJob = st.reaped
+		case o > 0 && s.orphanJob != nil && !s.orphanMixed:
+			toJob = s.orphanJob
+		}
+		var jobSec float64
+		if toJob != nil && toJob.Procs >= 0 && dc > 0 && !first {
+			jobSec = float64(dc) / clkTck
+			toJob.CPUSec += jobSec
+			dc = 0
+		}
 		sec := float64(st.dOwn+dc) / clkTck
 		if first {
 			sec = 0
 		}
-		total += sec
+		total += sec + jobSec
 		if st.job != nil && st.job.Ended.IsZero() {
 			st.job.CPUSec += sec
 			peak[st.job] += st.rss

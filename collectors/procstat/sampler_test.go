@@ -137,3 +137,50 @@ func TestParentNotChargedTwiceForAWatchedChild(t *testing.T) {
 		t.Errorf("the shell was charged %.2f s for a yes the sampler saw run (total %.2f s)", shell, total)
 	}
 }
+
+// A short job does most of its work between two scans and is gone by the
+// second: its CPU then shows only in its reaper's cutime (the cron child
+// that forked it). It belongs to the job, not to the reaper.
+func TestJobThatEndsBetweenScansKeepsItsCPU(t *testing.T) {
+	// The outer shell plays cron's child: it forks the job (its own
+	// session, like cron's grandchild), waits for it, and lives on.
+	sh := exec.Command("sh", "-c", `setsid sh -c 'echo $$; read x; timeout 1 yes > /dev/null'; sleep 30`)
+	in, _ := sh.StdinPipe()
+	out, _ := sh.StdoutPipe()
+	if err := sh.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { sh.Process.Kill(); sh.Wait() }()
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	jobPID, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil {
+		t.Fatalf("job pid %q: %v", line, err)
+	}
+	s := NewSampler("/proc")
+	run := &JobRun{ID: "r1", Job: "burn", PID: jobPID, Start: time.Now()}
+	s.AddJob(run)
+	s.Tick(time.Now(), nil)
+	time.Sleep(100 * time.Millisecond)
+	ps, _ := s.Tick(time.Now(), nil) // sees the job's shell, idle
+	if use(ps, jobPID) > 0.1 || !containsPID(ps, jobPID) {
+		t.Fatalf("job shell %d not seen idle before the work", jobPID)
+	}
+	in.Write([]byte("go\n"))
+	time.Sleep(1500 * time.Millisecond)
+	ps, total := s.Tick(time.Now(), nil)
+	if containsPID(ps, jobPID) {
+		t.Fatal("the job is still running; the scenario needs it gone")
+	}
+	if run.CPUSec < 0.7 || use(ps, sh.Process.Pid) > 0.3 {
+		t.Errorf("job charged %.2f s, its reaper %.2f s (tick total %.2f s); want the ~1 s on the job", run.CPUSec, use(ps, sh.Process.Pid), total)
+	}
+}
+
+func containsPID(ps []ProcUse, pid int) bool {
+	for _, p := range ps {
+		if p.PID == pid {
+			return true
+		}
+	}
+	return false
+}
