@@ -281,7 +281,10 @@ func (r *Recorder) decide(onset time.Time) correlate.Verdict {
 	var runs []correlate.RunUse
 	for _, j := range r.sampler.Jobs() {
 		runs = append(runs, correlate.RunUse{ID: j.ID, Job: j.Job, PID: j.PID, Unit: j.Unit, Start: j.Start,
-			Active: j.Ended.IsZero() || j.Ended.After(onset), CPUSec: jobCPU[j.ID], TotalCPU: j.CPUSec, PeakRSS: j.Peak})
+			// A run none of whose processes was ever sampled was not seen
+			// running: the stock debian-sa1 line on systemd hosts exits in
+			// a millisecond, and must not read as "running at onset".
+			Active: j.Procs != 0 && (j.Ended.IsZero() || j.Ended.After(onset)), CPUSec: jobCPU[j.ID], TotalCPU: j.CPUSec, PeakRSS: j.Peak})
 	}
 	return correlate.Decide(onset, r.o.JobWindow, runs, pl, total, memTotal)
 }

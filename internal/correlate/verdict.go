@@ -81,7 +81,11 @@ func Decide(onset time.Time, window time.Duration, runs []RunUse, procs []ProcUs
 		}
 		b.Confidence = max(b.CPUShare, b.MemShare)
 		when := "was running at onset"
-		if !r.Active {
+		switch {
+		case r.Active:
+		case r.Start.After(onset):
+			when = fmt.Sprintf("started %s after onset", r.Start.Sub(onset).Round(time.Second))
+		default:
 			when = fmt.Sprintf("ran %s before onset", onset.Sub(r.Start).Round(time.Second))
 		}
 		switch {

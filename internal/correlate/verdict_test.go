@@ -86,7 +86,7 @@ func TestDecide(t *testing.T) {
 			total:    20,
 			cause:    "job inwindow",
 			verdicts: map[string]string{"inwindow": "caused", "justafter": "contributed", "longrunning": "contributed"},
-			summary:  []string{"inwindow ran 1m0s before onset"},
+			summary:  []string{"inwindow ran 1m0s before onset", "justafter started 2s after onset"},
 		},
 		{
 			name:    "nothing sampled yet",
