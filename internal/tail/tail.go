@@ -201,6 +201,7 @@ func (t *Follower) Run(ctx context.Context, h Handler) error {
 
 	defer t.markStarted()
 	cur, chain, err := t.resume()
+	t.save(true)
 	t.markStarted()
 	if err != nil {
 		return err
@@ -281,7 +282,11 @@ func (t *Follower) resume() (*file, []*file, error) {
 			live.off = lastLineEnd(live.osf)
 		}
 		if live != nil {
+			// Persisted at once (see Run): killed before its first
+			// batch, a restart must still resume here, not at the end of
+			// a file that has grown or rotated meanwhile.
 			t.committed = &Checkpoint{Path: t.o.Path, File: live.name, ID: live.id, Offset: live.off}
+			t.dirty = true
 		}
 		return live, nil, nil
 	}
@@ -425,6 +430,13 @@ func (t *Follower) drain(ctx context.Context, fl *file, h Handler) (bool, error)
 		}
 		space := fl.buf[len(fl.buf):cap(fl.buf)]
 		n, err := fl.r.ReadAt(space, fl.off+int64(len(fl.buf)))
+		if n > 0 && fl.osf != nil && fl.id.FPLen > 0 && !fl.id.matches(fl.r) {
+			// Truncated (copytruncate) and written again while we were
+			// still catching up: what was just read is the new content at
+			// an old offset. Drop it; atEOF sees the changed start and
+			// reads the rest of the old content from logrotate's copy.
+			return got, nil
+		}
 		if n > 0 {
 			got = true
 			fl.grew = time.Now()
