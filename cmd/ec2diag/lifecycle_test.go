@@ -60,6 +60,9 @@ func startAgentWith(t *testing.T, binary string, env []string, adjust func(*exec
 	t.Helper()
 	cmd := exec.Command(binary, append([]string{"run"}, args...)...)
 	cmd.Env = append([]string{"AWS_EC2_METADATA_DISABLED=true", "PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, env...)
+	if v := os.Getenv("GORACE"); v != "" { // see testkit.Build
+		cmd.Env = append(cmd.Env, "GORACE="+v)
+	}
 	c := &child{cmd: cmd, stderr: &testkit.Lines{}, stdout: &testkit.Lines{}, done: make(chan error, 1)}
 	cmd.Stderr, cmd.Stdout = c.stderr, c.stdout
 	if adjust != nil {

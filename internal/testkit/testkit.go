@@ -41,6 +41,10 @@ func ModuleRoot(t testing.TB) string {
 func Build(t testing.TB, dir string, args ...string) string {
 	t.Helper()
 	out := filepath.Join(dir, "ec2diag")
+	// EC2DIAG_TEST_BUILDFLAGS (e.g. "-race") builds the agent the
+	// end-to-end tests run differently; with GORACE=halt_on_error=1 a race
+	// in the agent fails the test that hit it.
+	args = append(strings.Fields(os.Getenv("EC2DIAG_TEST_BUILDFLAGS")), args...)
 	cmd := exec.Command("go", append(append([]string{"build", "-o", out}, args...), "./cmd/ec2diag")...)
 	cmd.Dir = ModuleRoot(t)
 	if b, err := cmd.CombinedOutput(); err != nil {
