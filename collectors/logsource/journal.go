@@ -125,7 +125,6 @@ func (j *journalReader) run(ctx context.Context, h Handler) error {
 		j.committed = strings.TrimSpace(string(b))
 	}
 	defer j.save(true)
-	defer j.markStarted()
 	backoff := time.Second
 	for {
 		err := j.follow(ctx, h)

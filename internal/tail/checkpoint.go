@@ -36,7 +36,12 @@ type Checkpoint struct {
 
 // fingerprint hashes up to n leading bytes of f.
 func fingerprint(f io.ReaderAt, n int) (uint64, int, error) {
-	buf := make([]byte, n)
+	return fingerprintInto(f, make([]byte, n))
+}
+
+// fingerprintInto is fingerprint reading into buf (len(buf) bytes), for
+// callers on the read path that keep a buffer rather than allocate one.
+func fingerprintInto(f io.ReaderAt, buf []byte) (uint64, int, error) {
 	got, err := f.ReadAt(buf, 0)
 	if err != nil && err != io.EOF {
 		return 0, 0, err

@@ -114,8 +114,8 @@ func New(o Options) *Follower {
 
 // Started is closed once Run knows where it reads from (the checkpoint, or
 // the end of the file as it was): a line appended after that is never
-// missed, so the agent reports ready to systemd only then. It is also
-// closed when Run returns.
+// missed, so the agent reports ready to systemd only then. A Run that
+// cannot resume closes it too, before returning the error.
 func (t *Follower) Started() <-chan struct{} { return t.started }
 
 func (t *Follower) markStarted() { t.startOnce.Do(func() { close(t.started) }) }
@@ -133,6 +133,17 @@ type file struct {
 	skipping bool // inside an over-long line
 	grew     time.Time
 	sealed   bool
+	fpBuf    [fpMax]byte // for sameStart, so the read path does not allocate
+}
+
+// sameStart says whether the file still starts with the bytes its identity
+// fingerprinted (id.matches without an allocation per read).
+func (fl *file) sameStart() bool {
+	if fl.id.FPLen == 0 {
+		return true
+	}
+	fp, n, err := fingerprintInto(fl.r, fl.fpBuf[:fl.id.FPLen])
+	return err == nil && n == fl.id.FPLen && fp == fl.id.FP
 }
 
 func (fl *file) close() {
@@ -199,7 +210,6 @@ func (t *Follower) Run(ctx context.Context, h Handler) error {
 	poll := time.NewTicker(t.o.PollInterval)
 	defer poll.Stop()
 
-	defer t.markStarted()
 	cur, chain, err := t.resume()
 	t.save(true)
 	t.markStarted()
@@ -430,7 +440,7 @@ func (t *Follower) drain(ctx context.Context, fl *file, h Handler) (bool, error)
 		}
 		space := fl.buf[len(fl.buf):cap(fl.buf)]
 		n, err := fl.r.ReadAt(space, fl.off+int64(len(fl.buf)))
-		if n > 0 && fl.osf != nil && fl.id.FPLen > 0 && !fl.id.matches(fl.r) {
+		if n > 0 && fl.osf != nil && !fl.sameStart() {
 			// Truncated (copytruncate) and written again while we were
 			// still catching up: what was just read is the new content at
 			// an old offset. Drop it; atEOF sees the changed start and

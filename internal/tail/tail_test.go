@@ -422,3 +422,28 @@ func TestCheckpointGetsFingerprintOfFileFollowedFromEmpty(t *testing.T) {
 		t.Fatalf("checkpoint at offset %d kept an empty fingerprint", ck.Offset)
 	}
 }
+
+// A first start (no checkpoint, following from the end) persists its
+// position as soon as it has one: killed before its first batch, a
+// restart must resume there, not at an end that has moved on.
+func TestFirstPositionIsPersistedBeforeAnyLine(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "syslog")
+	if err := os.WriteFile(p, []byte("old line\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := New(Options{Path: p, StateDir: filepath.Join(dir, "state"), PollInterval: 50 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx, func(_ []Line, ack func()) error { ack(); return nil }) }()
+	defer func() { cancel(); <-done }()
+	select {
+	case <-f.Started():
+	case <-time.After(5 * time.Second):
+		t.Fatal("never started")
+	}
+	ck, err := loadCheckpoint(filepath.Join(dir, "state"), p)
+	if err != nil || ck == nil || ck.Offset != int64(len("old line\n")) {
+		t.Fatalf("checkpoint at start: %+v, %v; want one at offset %d", ck, err, len("old line\n"))
+	}
+}
