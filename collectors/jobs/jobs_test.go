@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"bufio"
+	"fmt"
 	"os"
 	"regexp"
 	"strings"
@@ -256,4 +257,44 @@ func BenchmarkRecognize(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "lines/s")
+}
+
+// At boot every unit says "Starting"; services then say "Started" and keep
+// running, oneshots say "Finished" when done. Only the latter are job runs:
+// a real VM listed rsyslog, dbus and the agent itself as jobs at each boot.
+func TestServicesAreNotJobRuns(t *testing.T) {
+	runs, evs := runsFrom(t, "debian12-boot.log", time.Time{})
+	var names []string
+	for _, r := range runs {
+		names = append(names, r.Job)
+	}
+	want := "[e2scrub_reap sysstat-collect]"
+	if fmt.Sprint(names) != want {
+		t.Errorf("job runs %v, want %s", names, want)
+	}
+	done := 0
+	for _, e := range evs {
+		if e.Type == TypeStartupDone {
+			done++
+			if e.PID == 1 && !strings.Contains(e.Message, "14.528s") {
+				t.Errorf("startup message %q", e.Message)
+			}
+		}
+	}
+	if done != 2 {
+		t.Errorf("%d startup_done events, want 2 (PID 1 and a user manager; the agent takes PID 1's)", done)
+	}
+	// Cancelled runs are reported, so the recorder forgets them.
+	tr := NewTracker(nil, true)
+	var cancelled []string
+	tr.OnCancel = func(r *Run) { cancelled = append(cancelled, r.Job) }
+	for _, e := range evs {
+		tr.Feed(&e)
+	}
+	if fmt.Sprint(cancelled) != "[rsyslog ec2diag runaway]" {
+		t.Errorf("cancelled %v", cancelled)
+	}
+	if len(tr.Open()) != 0 {
+		t.Errorf("open runs left: %v", tr.Open())
+	}
 }

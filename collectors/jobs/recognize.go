@@ -24,6 +24,8 @@ const (
 	TypeSessionClose = "session_close" // pam_unix(cron:session) closed
 	TypeCronDaemon   = "cron_daemon"   // cron daemon (re)started
 	TypeUnitStart    = "unit_start"    // systemd: Starting X...
+	TypeUnitStarted  = "unit_started"  // systemd: Started X. (a service that keeps running: not a job run)
+	TypeStartupDone  = "startup_done"  // systemd: Startup finished in ... (the boot is over)
 	TypeUnitEnd      = "unit_end"      // systemd: Finished / Deactivated / Succeeded / Failed
 	TypeUnitCPU      = "unit_cpu"      // systemd: X: Consumed 1.234s CPU time
 	TypeOOMInvoked   = "oom_invoked"
@@ -235,6 +237,15 @@ func systemdLine(msg []byte, ev *Event) bool {
 	case bytes.HasPrefix(msg, []byte("Starting ")) && bytes.HasSuffix(msg, []byte("...")):
 		ev.Type = TypeUnitStart
 		ev.Unit, ev.Message = unitName(msg[len("Starting ") : len(msg)-3])
+		return true
+	case bytes.HasPrefix(msg, []byte("Started ")):
+		// A oneshot says "Finished" when it is done; a unit that says
+		// "Started" has started and keeps running: a service, not a job.
+		ev.Type = TypeUnitStarted
+		ev.Unit, ev.Message = unitName(bytes.TrimSuffix(msg[len("Started "):], []byte(".")))
+		return true
+	case bytes.HasPrefix(msg, []byte("Startup finished in ")):
+		ev.Type, ev.Message = TypeStartupDone, string(msg)
 		return true
 	case bytes.HasPrefix(msg, []byte("Finished ")):
 		ev.Type, ev.Result = TypeUnitEnd, "success"

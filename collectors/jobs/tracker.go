@@ -45,6 +45,9 @@ type Tracker struct {
 	// OnStart and OnEnd, if set, see runs as they open and close.
 	OnStart func(*Run)
 	OnEnd   func(*Run)
+	// OnCancel sees a run that turned out not to be a job: a systemd unit
+	// that said "Started" is a service that keeps running.
+	OnCancel func(*Run)
 
 	open     []*Run // not ended yet
 	sessions []*session
@@ -124,6 +127,17 @@ func (t *Tracker) Feed(ev *Event) {
 		}
 		t.start(&Run{Job: trimService(name), Source: "systemd", Unit: ev.Unit, Command: ev.Message, Host: ev.Host,
 			Start: ev.Time, Digits: ev.Digits, File: ev.File})
+	case TypeUnitStarted:
+		// Every unit says "Starting" first; only oneshots (what timers
+		// run) stay activating until they are done. One that started and
+		// keeps running is a service: at boot that is rsyslog, dbus, the
+		// agent itself, which must not read as job runs.
+		if r := t.findUnit(ev); r != nil {
+			t.remove(r)
+			if t.OnCancel != nil {
+				t.OnCancel(r)
+			}
+		}
 	case TypeUnitEnd:
 		if r := t.findUnit(ev); r != nil {
 			t.end(r, ev.Time, "unit_end", ev.Result)
@@ -160,13 +174,17 @@ func (t *Tracker) start(r *Run) {
 	}
 }
 
-func (t *Tracker) end(r *Run, at time.Time, by, result string) {
+func (t *Tracker) remove(r *Run) {
 	for i, o := range t.open {
 		if o == r {
 			t.open = append(t.open[:i], t.open[i+1:]...)
-			break
+			return
 		}
 	}
+}
+
+func (t *Tracker) end(r *Run, at time.Time, by, result string) {
+	t.remove(r)
 	at2 := at
 	r.End, r.EndBy = &at2, by
 	if result != "" {
