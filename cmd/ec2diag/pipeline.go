@@ -48,9 +48,12 @@ func builder(log *zap.Logger, print bool, id *imds.Identity) agent.Builder {
 		sp := cfg.Spikes
 		rec := procstat.NewRecorder(procstat.Options{
 			Interval: cfg.Host.Interval.D(), FastInterval: sp.FastInterval.D(), SnapshotEvery: sp.SnapshotEvery.D(),
-			JobWindow: sp.JobWindow.D(), TopN: sp.TopProcesses, Store: store, Console: sp.Console,
+			JobWindow: sp.JobWindow.D(), TopN: sp.TopProcesses, Store: store, Console: sp.Console, BootGrace: sp.BootGrace.D(),
 			Thresholds: correlate.Thresholds{CPUHigh: sp.CPUHigh, CPULow: sp.CPULow, EnterSamples: sp.EnterSamples,
-				ExitSamples: sp.ExitSamples, MemAvailLow: sp.MemAvailableLow, MemAvailHigh: sp.MemAvailableHigh, PSIMemFull: sp.PSIMemoryFull},
+				ExitSamples: sp.ExitSamples, MemAvailLow: sp.MemAvailableLow, MemAvailHigh: sp.MemAvailableHigh, PSIMemFull: sp.PSIMemoryFull,
+				// Samples taken early (a job started, a PSI trigger fired)
+				// must not make a sustained spike out of a short burst.
+				CPUFor: time.Duration(sp.EnterSamples-1) * cfg.Host.Interval.D() * 9 / 10},
 			Log: func(msg string, err error) { log.Named("recorder").Warn(msg, zap.Error(err)) },
 		})
 		p.Collectors = append(p.Collectors, rec)
@@ -185,6 +188,11 @@ func recognizer(namer *jobs.Namer, rec *procstat.Recorder) logsource.Recognizer 
 	tr := jobs.NewTracker(namer, false)
 	tr.OnStart = func(r *jobs.Run) {
 		rec.JobStarted(r.Key(), r.Job, r.PID, r.Unit, r.Start)
+		if r.Source == "systemd" {
+			// Not yet known to be a job: most units that start are
+			// services. Its summary comes if it finishes as a job.
+			return
+		}
 		out = append(out, collectors.Record{Time: r.Start, Kind: collectors.KindEvent, Source: r.Source, Type: "job_start",
 			Message: "job " + r.Job + " started",
 			Dims:    map[string]string{"job": r.Job, "user": r.User, "pid": strconv.Itoa(r.PID), "unit": r.Unit, "command": r.Command}})
@@ -194,12 +202,16 @@ func recognizer(namer *jobs.Namer, rec *procstat.Recorder) logsource.Recognizer 
 			rec.JobEnded(r.Key(), *r.End)
 		}
 	}
+	tr.OnCancel = func(r *jobs.Run) { rec.JobCancelled(r.Key()) }
 	return func(e *logsource.Entry) []collectors.Record {
 		var ev jobs.Event
 		if !jobs.Recognize(&e.Line, &ev) {
 			return nil
 		}
 		ev.File, ev.Offset = e.Raw.File, e.Raw.Offset
+		if ev.Type == jobs.TypeStartupDone && ev.PID == 1 {
+			rec.BootFinished(ev.Time) // PID 1's, not a user manager's
+		}
 		mu.Lock()
 		defer mu.Unlock()
 		out = out[:0]

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,8 +30,18 @@ type Options struct {
 	Console  string
 	TopN     int
 	RingSize int
-	Log      func(msg string, err error)
+	// BootGrace: for at most this long after boot, CPU alone makes no
+	// incident while the boot is in progress (until systemd logs "Startup
+	// finished", plus bootSettle). 0: no boot rule.
+	BootGrace time.Duration
+	// Self is the agent's pid (default: this process): listed, never blamed.
+	Self int
+	Log  func(msg string, err error)
 }
+
+// bootSettle is how long after systemd's "Startup finished" the boot still
+// counts: what the last units started is still warming up.
+const bootSettle = 30 * time.Second
 
 // Recorder is the flight recorder collector.
 type Recorder struct {
@@ -45,16 +56,23 @@ type Recorder struct {
 	pending []jobMsg
 	wake    chan struct{}
 
+	bootDone time.Time // systemd's "Startup finished" of this boot (under mu)
+
 	incident     string
 	lastSnapshot time.Time
 	lastConsole  time.Time
+	consoleSaid  string // what the last console line said, to repeat only news
+	kmsg         *os.File
 	verdict      correlate.Verdict
+	vmBuf        []byte
+	kernelOnset  Kernel
 }
 
 type jobMsg struct {
-	run   *JobRun
-	ended time.Time
-	id    string
+	run    *JobRun
+	ended  time.Time
+	id     string
+	cancel bool
 }
 
 type tick struct {
@@ -79,6 +97,9 @@ func NewRecorder(o Options) *Recorder {
 	if o.Log == nil {
 		o.Log = func(string, error) {}
 	}
+	if o.Self == 0 {
+		o.Self = os.Getpid()
+	}
 	return &Recorder{o: o, host: host.Collector{ProcRoot: o.ProcRoot}, sampler: NewSampler(o.ProcRoot),
 		det: correlate.Detector{T: o.Thresholds}, psiBuf: make([]byte, 512), wake: make(chan struct{}, 1)}
 }
@@ -99,6 +120,39 @@ func (r *Recorder) JobEnded(id string, at time.Time) {
 	r.mu.Lock()
 	r.pending = append(r.pending, jobMsg{id: id, ended: at})
 	r.mu.Unlock()
+}
+
+// JobCancelled forgets a run that turned out not to be a job (a systemd
+// unit that started and keeps running is a service).
+func (r *Recorder) JobCancelled(id string) {
+	r.mu.Lock()
+	r.pending = append(r.pending, jobMsg{id: id, cancel: true})
+	r.mu.Unlock()
+}
+
+// BootFinished tells the recorder that systemd logged "Startup finished"
+// at t; a line from an earlier boot, read again from the log, is ignored.
+func (r *Recorder) BootFinished(t time.Time) {
+	if t.Before(r.sampler.bootTime) {
+		return
+	}
+	r.mu.Lock()
+	if r.bootDone.IsZero() {
+		r.bootDone = t
+	}
+	r.mu.Unlock()
+}
+
+// booting reports whether the machine is still starting up: a boot runs
+// every CPU at 100% by itself, which is not an incident.
+func (r *Recorder) booting(now time.Time) bool {
+	if r.o.BootGrace <= 0 || now.Sub(r.sampler.bootTime) >= r.o.BootGrace {
+		return false
+	}
+	r.mu.Lock()
+	done := r.bootDone
+	r.mu.Unlock()
+	return done.IsZero() || now.Sub(done) < bootSettle
 }
 
 func (r *Recorder) nudge() {
@@ -149,6 +203,10 @@ func (r *Recorder) applyJobs() {
 			}
 			continue
 		}
+		if m.cancel {
+			r.sampler.RemoveJob(m.id)
+			continue
+		}
 		for _, j := range r.sampler.Jobs() {
 			if j.ID == m.id && j.Ended.IsZero() {
 				j.Ended = m.ended
@@ -186,7 +244,8 @@ func (r *Recorder) sample(ctx context.Context, e collectors.Emitter) error {
 	}
 	t := tick{t: now, total: total, jobs: map[string]float64{}, top: Top(procs, r.o.TopN),
 		h: correlate.Host{Time: now, CPUBusy: hs.Metrics["cpu_busy_pct"], CPUSteal: hs.Metrics["cpu_steal_pct"],
-			MemAvailPct: hs.Metrics["mem_available_pct"], PSIMemFull: psi.MemFull, PSICPUSome: psi.CPUSome}}
+			MemAvailPct: hs.Metrics["mem_available_pct"], PSIMemFull: psi.MemFull, PSIMemSome: psi.MemSome, PSICPUSome: psi.CPUSome,
+			Booting: r.booting(now)}}
 	for _, j := range r.sampler.Jobs() {
 		t.jobs[j.ID] = j.CPUSec - before[j]
 		// The log may never say a job ended (Debian cron logs no END by
@@ -268,13 +327,17 @@ func (r *Recorder) decide(onset time.Time) correlate.Verdict {
 			pu.CPUSec += p.CPUSec
 			pu.RSSBytes = max(pu.RSSBytes, p.RSSBytes)
 			pu.Comm = p.Comm // the latest: a forked shell becomes what it execs
+			pu.Agent = p.PID == r.o.Self || p.PPID == r.o.Self
 			if p.Job != "" {
 				pu.Job = r.jobName(p.Job)
 			}
 		}
 	}
 	var pl []correlate.ProcUse
-	for _, p := range procs {
+	for k, p := range procs {
+		if p.Job == "" && !p.Agent {
+			p.Unit = r.sampler.Unit(k)
+		}
 		pl = append(pl, *p)
 		memTotal += p.RSSBytes
 	}
@@ -286,7 +349,17 @@ func (r *Recorder) decide(onset time.Time) correlate.Verdict {
 			// a millisecond, and must not read as "running at onset".
 			Active: j.Procs != 0 && (j.Ended.IsZero() || j.Ended.After(onset)), CPUSec: jobCPU[j.ID], TotalCPU: j.CPUSec, PeakRSS: j.Peak})
 	}
-	return correlate.Decide(onset, r.o.JobWindow, runs, pl, total, memTotal)
+	return correlate.Decide(onset, r.o.JobWindow, runs, pl, total, memTotal, r.memorySpike())
+}
+
+// memorySpike reports whether memory is among the spike's reasons.
+func (r *Recorder) memorySpike() bool {
+	for _, x := range r.det.Reasons {
+		if strings.Contains(x, "memory") {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *Recorder) jobName(id string) string {
@@ -301,8 +374,9 @@ func (r *Recorder) jobName(id string) string {
 func (r *Recorder) onset(ctx context.Context, e collectors.Emitter, now time.Time) {
 	_, onset := r.det.Active()
 	r.incident = onset.UTC().Format("20060102T150405Z")
+	r.kernelOnset = ReadKernel(r.o.ProcRoot, &r.vmBuf)
+	r.consoleSaid = ""
 	r.snapshot(ctx, e, now, incident.KindOnset)
-	r.console(now)
 }
 
 func (r *Recorder) snapshot(ctx context.Context, e collectors.Emitter, now time.Time, kind string) {
@@ -311,6 +385,12 @@ func (r *Recorder) snapshot(ctx context.Context, e collectors.Emitter, now time.
 	r.lastSnapshot = now
 	last := r.ring[len(r.ring)-1]
 	data := map[string]any{"onset": onset, "reasons": r.det.Reasons, "host": last.h, "verdict": r.verdict}
+	// How memory ran out, in the kernel's words: an UNFINISHED incident
+	// read after the reset says whether it was OOM kills, or reclaim and
+	// program text read back in (a thrash) that stopped the machine.
+	if k := ReadKernel(r.o.ProcRoot, &r.vmBuf); k.Available && r.kernelOnset.Available {
+		data["kernel"] = k.Since(r.kernelOnset)
+	}
 	if r.o.Store != nil {
 		// fdatasync: this record must be on disk before the machine can hang.
 		if _, err := r.o.Store.Append(kind, r.incident, now, data, true); err != nil {
@@ -335,6 +415,7 @@ func (r *Recorder) snapshot(ctx context.Context, e collectors.Emitter, now time.
 	e.Emit(ctx, collectors.Record{Time: now, Kind: collectors.KindEvent, Source: "recorder", Type: typ, Dims: dims,
 		Message: fmt.Sprintf("spike (%s): cause %s; %s", joinReasons(r.det.Reasons), r.verdict.Cause, r.verdict.Summary),
 		Metrics: map[string]float64{"cpu_busy_pct": last.h.CPUBusy, "mem_available_pct": last.h.MemAvailPct}})
+	r.console(now)
 }
 
 func (r *Recorder) end(ctx context.Context, e collectors.Emitter, now time.Time) {
@@ -348,33 +429,73 @@ func (r *Recorder) end(ctx context.Context, e collectors.Emitter, now time.Time)
 
 // console writes one short line to the kernel log at KERN_CRIT: it reaches
 // the serial console, which EC2 keeps ("Get system log") even when the disk
-// never got the data. Rate-limited: the kernel limits /dev/kmsg writers too.
+// never got the data. At onset, and again at a snapshot only when the
+// verdict or the kinds of reason changed (a memory hang becomes clear after
+// the onset): at most one line per snapshot, which also keeps well inside
+// the kernel's rate limit for /dev/kmsg writers.
 func (r *Recorder) console(now time.Time) {
-	if r.o.Console == "" || now.Sub(r.lastConsole) < 30*time.Second {
+	if r.o.Console == "" {
 		return
 	}
-	r.lastConsole = now
-	line := fmt.Sprintf("<2>ec2diag: spike %s (%s): cause %s", r.incident, joinReasons(r.det.Reasons), r.verdict.Cause)
+	said := r.verdict.Cause + "|" + reasonKinds(r.det.Reasons)
+	if said == r.consoleSaid || now.Sub(r.lastConsole) < 5*time.Second {
+		return
+	}
+	update := ""
+	if r.consoleSaid != "" {
+		update = " update"
+	}
+	line := "<2>" + escapeControl(fmt.Sprintf("ec2diag: spike %s%s (%s): cause %s", r.incident, update, joinReasons(r.det.Reasons), r.verdict.Cause))
 	if len(line) > 400 {
 		line = line[:400]
 	}
-	var f *os.File
-	if stderrIsKmsg() {
-		// The unit has systemd open /dev/kmsg (root-only) as our stderr
-		// before it drops privileges: the only way an unprivileged agent
-		// can reach the console.
-		f = os.Stderr
-	} else {
-		var err error
-		if f, err = os.OpenFile(r.o.Console, os.O_WRONLY|os.O_APPEND, 0); err != nil {
-			r.o.Log("console notice", err)
-			return
+	if r.kmsg == nil {
+		if fd := kmsgFd(); fd >= 0 {
+			// The unit has systemd open /dev/kmsg (root-only) as our stdout
+			// before it drops privileges: the only way an unprivileged
+			// agent can reach the console. Kept for the life of the
+			// recorder: a File dropped to the GC closes its descriptor.
+			r.kmsg = os.NewFile(uintptr(fd), "/dev/kmsg")
+		} else {
+			f, err := os.OpenFile(r.o.Console, os.O_WRONLY|os.O_APPEND, 0)
+			if err != nil {
+				r.o.Log("console notice", err)
+				return
+			}
+			r.kmsg = f
 		}
-		defer f.Close()
 	}
-	if _, err := f.Write([]byte(line + "\n")); err != nil {
+	r.lastConsole, r.consoleSaid = now, said
+	if _, err := r.kmsg.Write([]byte(line + "\n")); err != nil {
 		r.o.Log("console notice", err)
 	}
+}
+
+// reasonKinds is the reasons without their figures.
+func reasonKinds(rs []string) string {
+	var b strings.Builder
+	for _, x := range rs {
+		if i := strings.IndexAny(x, "0123456789"); i >= 0 {
+			x = x[:i]
+		}
+		b.WriteString(x)
+		b.WriteByte(',')
+	}
+	return b.String()
+}
+
+// escapeControl makes control bytes visible (\x0a): a process may name
+// itself "y\n<0>PANIC", and the console must show one line, ours.
+func escapeControl(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f {
+			fmt.Fprintf(&b, "\\x%02x", c)
+		} else {
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
 }
 
 func joinReasons(rs []string) string {
@@ -388,11 +509,16 @@ func joinReasons(rs []string) string {
 	return s
 }
 
-// stderrIsKmsg reports whether fd 2 is /dev/kmsg (char device 1:11).
-func stderrIsKmsg() bool {
-	var st unix.Stat_t
-	if unix.Fstat(2, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFCHR {
-		return false
+// kmsgFd returns the standard descriptor (stdout, else stderr) that is
+// /dev/kmsg (char device 1:11), or -1. The unit uses stdout; stderr is
+// what earlier units used.
+func kmsgFd() int {
+	for _, fd := range []int{1, 2} {
+		var st unix.Stat_t
+		if unix.Fstat(fd, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFCHR &&
+			unix.Major(uint64(st.Rdev)) == 1 && unix.Minor(uint64(st.Rdev)) == 11 {
+			return fd
+		}
 	}
-	return unix.Major(uint64(st.Rdev)) == 1 && unix.Minor(uint64(st.Rdev)) == 11
+	return -1
 }

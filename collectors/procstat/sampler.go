@@ -55,6 +55,8 @@ type procState struct {
 	parent       Key // parent at first sight: job membership
 	comm         string
 	rss          int64
+	unit         string // systemd service of its cgroup, read once (unitRead)
+	unitRead     bool
 }
 
 // Sampler keeps per-process state between scans.
@@ -106,6 +108,53 @@ func (s *Sampler) AddJob(r *JobRun) { s.jobs = append(s.jobs, r) }
 
 // Jobs returns the runs being tracked, ended ones included until dropped.
 func (s *Sampler) Jobs() []*JobRun { return s.jobs }
+
+// RemoveJob forgets the run with this id and every membership in it.
+func (s *Sampler) RemoveJob(id string) {
+	out := s.jobs[:0]
+	for _, r := range s.jobs {
+		if r.ID != id {
+			out = append(out, r)
+			continue
+		}
+		for _, st := range s.procs {
+			if st.job == r {
+				st.job = nil
+			}
+		}
+	}
+	s.jobs = out
+}
+
+// Unit returns the systemd service whose cgroup holds the process k
+// ("" if none, or if it is gone), reading /proc/PID/cgroup once per
+// process: only the few processes an incident names are asked.
+func (s *Sampler) Unit(k Key) string {
+	st, ok := s.procs[k]
+	if !ok {
+		return ""
+	}
+	if !st.unitRead {
+		st.unitRead = true
+		st.unit = serviceOf(s.cgroupOf(k.PID))
+	}
+	return st.unit
+}
+
+// serviceOf is the innermost ".service" element of a cgroup path.
+func serviceOf(cg string) string {
+	for cg != "" {
+		i := strings.LastIndexByte(cg, '/')
+		if el := cg[i+1:]; strings.HasSuffix(el, ".service") {
+			return el
+		}
+		if i < 0 {
+			break
+		}
+		cg = cg[:i]
+	}
+	return ""
+}
 
 // DropEnded forgets runs that ended before t.
 func (s *Sampler) DropEnded(t time.Time) {

@@ -151,7 +151,7 @@ func Default() Config {
 			CPUHigh: 90, CPULow: 70, EnterSamples: 2, ExitSamples: 3,
 			MemAvailableLow: 10, MemAvailableHigh: 15, PSIMemoryFull: 10,
 			FastInterval: Duration(time.Second), SnapshotEvery: Duration(30 * time.Second),
-			JobWindow: Duration(2 * time.Minute), TopProcesses: 10, Console: "/dev/kmsg",
+			JobWindow: Duration(2 * time.Minute), TopProcesses: 10, Console: "/dev/kmsg", BootGrace: Duration(10 * time.Minute),
 		},
 		Incidents: Incidents{MaxFileBytes: 16 << 20, KeepFiles: 4},
 		Jobs:      Jobs{Names: []JobName{}},
@@ -267,6 +267,7 @@ func (c *Config) validate(d *decoder) {
 	}
 	atLeast(bad, "spikes.fast_interval", sp.FastInterval, 100*time.Millisecond)
 	atLeast(bad, "spikes.snapshot_every", sp.SnapshotEvery, time.Second)
+	atLeast(bad, "spikes.boot_grace", sp.BootGrace, 0)
 	if c.Incidents.MaxFileBytes < 64<<10 || c.Incidents.KeepFiles < 1 {
 		bad("incidents.max_file_bytes", "want max_file_bytes >= 65536 and keep_files >= 1")
 	}
@@ -373,6 +374,9 @@ type Spikes struct {
 	TopProcesses     int      `yaml:"top_processes"`
 	// Console is where the one-line onset notice goes ("" = off).
 	Console string `yaml:"console"`
+	// BootGrace: while the machine boots (until systemd logs "Startup
+	// finished", at most this long after boot) CPU alone makes no incident.
+	BootGrace Duration `yaml:"boot_grace"`
 }
 
 // Incidents bounds the evidence store.

@@ -16,7 +16,11 @@ type Host struct {
 	CPUSteal    float64
 	MemAvailPct float64 // MemAvailable / MemTotal
 	PSIMemFull  float64 // avg10 %
+	PSIMemSome  float64
 	PSICPUSome  float64
+	// Booting: the machine is still starting. A boot runs the CPU at 100%
+	// by itself; only memory makes an incident then.
+	Booting bool `json:",omitempty"`
 }
 
 // Thresholds define a spike. Defaults (see DefaultThresholds) are those of
@@ -29,6 +33,10 @@ type Thresholds struct {
 	EnterSamples, ExitSamples int
 	MemAvailLow, MemAvailHigh float64
 	PSIMemFull                float64
+	// CPUFor is how long CPU must stay high, besides EnterSamples samples:
+	// samples come early when a job starts or a PSI trigger fires, and
+	// two of them a tenth of a second apart are not a sustained spike.
+	CPUFor time.Duration
 }
 
 // DefaultThresholds returns the documented defaults.
@@ -58,7 +66,7 @@ type Detector struct {
 
 func (d *Detector) high(h Host) []string {
 	var r []string
-	if h.CPUBusy >= d.T.CPUHigh {
+	if h.CPUBusy >= d.T.CPUHigh && (d.active || !h.Booting) {
 		r = append(r, fmt.Sprintf("CPU %.0f%% busy", h.CPUBusy))
 	}
 	if h.MemAvailPct > 0 && h.MemAvailPct <= d.T.MemAvailLow {
@@ -93,7 +101,7 @@ func (d *Detector) Observe(h Host) Transition {
 		}
 		d.highRun++
 		memory := h.MemAvailPct > 0 && h.MemAvailPct <= d.T.MemAvailLow || d.T.PSIMemFull > 0 && h.PSIMemFull >= d.T.PSIMemFull
-		if d.highRun >= d.T.EnterSamples || memory {
+		if d.highRun >= d.T.EnterSamples && h.Time.Sub(d.first) >= d.T.CPUFor || memory {
 			d.active, d.onset, d.Reasons, d.lowRun = true, d.first, r, 0
 			return Onset
 		}

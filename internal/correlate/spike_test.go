@@ -95,3 +95,54 @@ func contains(xs []string, s string) bool {
 	}
 	return false
 }
+
+func TestBootAndShortSamples(t *testing.T) {
+	feed := func(d *Detector, hs []Host, step time.Duration) []Transition {
+		var out []Transition
+		for i, h := range hs {
+			h.Time = t0.Add(time.Duration(i) * step)
+			out = append(out, d.Observe(h))
+		}
+		return out
+	}
+	boot := Host{CPUBusy: 100, MemAvailPct: 70, Booting: true}
+	// A boot is 100% CPU by itself: the agent blamed that on systemd and on
+	// itself at every boot of a real VM.
+	d := &Detector{T: DefaultThresholds()}
+	if got := feed(d, []Host{boot, boot, boot, boot}, 5*time.Second); got[3] != None {
+		t.Errorf("CPU during boot made an incident: %v", got)
+	}
+	// Once the boot is over the same load is a spike, counted from then.
+	d = &Detector{T: DefaultThresholds()}
+	after := boot
+	after.Booting = false
+	got := feed(d, []Host{boot, boot, after, after}, 5*time.Second)
+	if got[2] != None || got[3] != Onset {
+		t.Errorf("after boot: %v", got)
+	}
+	if _, on := d.Active(); !on.Equal(t0.Add(10 * time.Second)) {
+		t.Errorf("onset %v, want the first sample after boot", on)
+	}
+	// Memory makes an incident at boot too: a unit that eats memory at boot
+	// can hang the machine before anyone logs in.
+	d = &Detector{T: DefaultThresholds()}
+	if got := feed(d, []Host{{CPUBusy: 100, MemAvailPct: 4, Booting: true}}, time.Second); got[0] != Onset {
+		t.Errorf("memory at boot: %v", got)
+	}
+	// Samples a tenth of a second apart (nudged by job starts) are not a
+	// sustained spike until CPUFor has passed.
+	th := DefaultThresholds()
+	th.CPUFor = 4 * time.Second
+	d = &Detector{T: th}
+	busy := Host{CPUBusy: 99, MemAvailPct: 70}
+	got = feed(d, []Host{busy, busy, busy, busy, busy}, 100*time.Millisecond)
+	for _, g := range got {
+		if g != None {
+			t.Fatalf("a 0.4 s burst made an incident: %v", got)
+		}
+	}
+	d = &Detector{T: th}
+	if got := feed(d, []Host{busy, busy}, 5*time.Second); got[1] != Onset {
+		t.Errorf("two samples 5 s apart: %v", got)
+	}
+}

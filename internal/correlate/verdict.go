@@ -28,6 +28,11 @@ type ProcUse struct {
 	CPUShare float64 `json:"cpu_share"`
 	RSSBytes int64   `json:"rss_bytes"`
 	Job      string  `json:"job,omitempty"`
+	// Unit is the systemd service whose cgroup holds the process.
+	Unit string `json:"unit,omitempty"`
+	// Agent marks ec2diag itself: listed, so that its own cost shows, but
+	// never the cause (at boot it is busy starting, like everything else).
+	Agent bool `json:"agent,omitempty"`
 }
 
 // Blame is the verdict on one job run.
@@ -56,7 +61,9 @@ const Window = 2 * time.Minute
 // processes' use during the spike window; total is every process's CPU in
 // it; memTotal the summed RSS of the top processes. Preceding is not blame:
 // a job's verdict depends on its share of what was used, not on timing.
-func Decide(onset time.Time, window time.Duration, runs []RunUse, procs []ProcUse, total float64, memTotal int64) Verdict {
+// byMemory ranks processes by resident memory instead of CPU: in a memory
+// spike the process that ate the memory is the suspect, whatever its CPU.
+func Decide(onset time.Time, window time.Duration, runs []RunUse, procs []ProcUse, total float64, memTotal int64, byMemory bool) Verdict {
 	var v Verdict
 	for _, p := range procs {
 		if total > 0 {
@@ -64,11 +71,20 @@ func Decide(onset time.Time, window time.Duration, runs []RunUse, procs []ProcUs
 		}
 		v.Top = append(v.Top, p)
 	}
-	sort.SliceStable(v.Top, func(i, j int) bool { return v.Top[i].CPUSec > v.Top[j].CPUSec })
+	sort.SliceStable(v.Top, func(i, j int) bool {
+		if byMemory && v.Top[i].RSSBytes != v.Top[j].RSSBytes {
+			return v.Top[i].RSSBytes > v.Top[j].RSSBytes
+		}
+		return v.Top[i].CPUSec > v.Top[j].CPUSec
+	})
 	if len(v.Top) > 10 {
 		v.Top = v.Top[:10]
 	}
 	for _, r := range runs {
+		// Active only for a run that started before onset and had not
+		// ended: one that starts later is a candidate (it may be what keeps
+		// the spike going) but was not running at onset.
+		r.Active = r.Active && !r.Start.After(onset)
 		if !r.Active && (r.Start.After(onset.Add(2*time.Second)) || r.Start.Before(onset.Add(-window))) {
 			continue
 		}
@@ -103,21 +119,36 @@ func Decide(onset time.Time, window time.Duration, runs []RunUse, procs []ProcUs
 	}
 	sort.SliceStable(v.Jobs, func(i, j int) bool { return v.Jobs[i].Confidence > v.Jobs[j].Confidence })
 	var parts []string
+	suspect := -1
+	for i, p := range v.Top {
+		if !p.Agent {
+			suspect = i
+			break
+		}
+	}
 	if len(v.Jobs) > 0 && v.Jobs[0].Verdict == "caused" {
 		v.Cause = "job " + v.Jobs[0].Job
-	} else if len(v.Top) > 0 {
-		p := v.Top[0]
-		v.Cause = fmt.Sprintf("process %s (pid %d)", p.Comm, p.PID)
-		if p.Job != "" {
-			v.Cause += " of job " + p.Job
+	} else if suspect >= 0 {
+		p := v.Top[suspect]
+		switch {
+		case p.Job != "":
+			v.Cause = fmt.Sprintf("process %s (pid %d) of job %s", p.Comm, p.PID, p.Job)
+		case p.Unit != "":
+			v.Cause = fmt.Sprintf("service %s (process %s pid %d)", p.Unit, p.Comm, p.PID)
+		default:
+			v.Cause = fmt.Sprintf("process %s (pid %d)", p.Comm, p.PID)
 		}
 	}
 	for _, b := range v.Jobs {
 		parts = append(parts, b.Reason)
 	}
-	if len(v.Top) > 0 {
-		p := v.Top[0]
-		parts = append(parts, fmt.Sprintf("%s pid %d used %.0f%% of the CPU", p.Comm, p.PID, 100*p.CPUShare))
+	if suspect >= 0 {
+		p := v.Top[suspect]
+		if byMemory {
+			parts = append(parts, fmt.Sprintf("%s pid %d held %d MiB and used %.0f%% of the CPU", p.Comm, p.PID, p.RSSBytes>>20, 100*p.CPUShare))
+		} else {
+			parts = append(parts, fmt.Sprintf("%s pid %d used %.0f%% of the CPU", p.Comm, p.PID, 100*p.CPUShare))
+		}
 	}
 	if len(parts) == 0 {
 		v.Summary = "no process data covers the spike yet"

@@ -23,6 +23,7 @@ func TestDecide(t *testing.T) {
 		cause    string
 		verdicts map[string]string // job -> verdict; jobs not listed must be absent
 		summary  []string          // substrings of the summary
+		byMemory bool
 	}{
 		{
 			// The incident this agent exists for: the stock sysstat cron line
@@ -89,6 +90,41 @@ func TestDecide(t *testing.T) {
 			summary:  []string{"inwindow ran 1m0s before onset", "justafter started 2s after onset"},
 		},
 		{
+			// At boot (and while it reads a backlog) the agent is busy too:
+			// it is listed but never blamed (it blamed itself at every boot
+			// of a real VM).
+			name:  "the agent is never the cause",
+			procs: []ProcUse{{PID: 224, Comm: "ec2diag", CPUSec: 9, Agent: true}, {PID: 300, Comm: "rsyslogd", CPUSec: 2}}, total: 12,
+			cause:   "process rsyslogd (pid 300)",
+			summary: []string{"rsyslogd pid 300 used 17% of the CPU"},
+		},
+		{
+			name:  "only the agent: no cause",
+			procs: []ProcUse{{PID: 224, Comm: "ec2diag", CPUSec: 9, Agent: true}}, total: 9,
+			summary: []string{"no process data covers the spike yet"},
+		},
+		{
+			name:  "a service's process is named with its unit",
+			procs: []ProcUse{{PID: 521, Comm: "hog", CPUSec: 9, Unit: "runaway.service"}, {PID: 8, Comm: "sshd", CPUSec: 1}}, total: 10,
+			cause: "service runaway.service (process hog pid 521)",
+		},
+		{
+			// The VM's memory hang: a CPU burner beside the process that
+			// ate the memory. Ranked by CPU, the memory hog came third.
+			name:  "a memory spike ranks processes by resident memory",
+			procs: []ProcUse{{PID: 10, Comm: "yes", CPUSec: 9, RSSBytes: mib}, {PID: 11, Comm: "python3", CPUSec: 4, RSSBytes: 900 * mib}}, total: 13,
+			memTotal: 901 * mib, byMemory: true,
+			cause:   "process python3 (pid 11)",
+			summary: []string{"python3 pid 11 held 900 MiB"},
+		},
+		{
+			name:     "a run that started after onset was not active at onset, whatever the sampler said",
+			runs:     []RunUse{{Job: "sa1", Start: onset.Add(time.Second), Active: true, CPUSec: 0.01}},
+			total:    10,
+			verdicts: map[string]string{"sa1": "coincident"},
+			summary:  []string{"sa1 started 1s after onset but used 0.01 s CPU"},
+		},
+		{
 			name:    "nothing sampled yet",
 			summary: []string{"no process data covers the spike yet"},
 		},
@@ -102,7 +138,7 @@ func TestDecide(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			v := Decide(onset, Window, c.runs, c.procs, c.total, c.memTotal)
+			v := Decide(onset, Window, c.runs, c.procs, c.total, c.memTotal, c.byMemory)
 			if v.Cause != c.cause {
 				t.Errorf("cause %q, want %q", v.Cause, c.cause)
 			}
@@ -119,6 +155,11 @@ func TestDecide(t *testing.T) {
 			for _, s := range c.summary {
 				if !strings.Contains(v.Summary, s) {
 					t.Errorf("summary %q lacks %q", v.Summary, s)
+				}
+			}
+			for _, b := range v.Jobs {
+				if b.Active && b.Start.After(onset) {
+					t.Errorf("%s started after onset but is active_at_onset", b.Job)
 				}
 			}
 			for i := 1; i < len(v.Jobs); i++ {
@@ -139,7 +180,7 @@ func TestDecideTopProcesses(t *testing.T) {
 	for _, p := range procs {
 		total += p.CPUSec
 	}
-	v := Decide(t0, Window, nil, procs, total, 0)
+	v := Decide(t0, Window, nil, procs, total, 0, false)
 	if len(v.Top) != 10 {
 		t.Fatalf("%d top processes, want 10", len(v.Top))
 	}

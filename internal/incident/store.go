@@ -247,3 +247,6 @@ func SameBoot(aID string, aTime int64, bID string, bTime int64) bool {
 	}
 	return aID == bID
 }
+
+// Dir is the directory the store writes in.
+func (s *Store) Dir() string { return s.dir }

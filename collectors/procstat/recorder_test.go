@@ -1,0 +1,187 @@
+package procstat
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ec2diag/ec2diag/collectors"
+	"github.com/ec2diag/ec2diag/internal/correlate"
+	"github.com/ec2diag/ec2diag/internal/incident"
+)
+
+// fakeProc is a /proc tree the test writes: the recorder's verdicts then
+// depend only on what the fixture says, not on how busy the machine
+// running the test is.
+type fakeProc struct {
+	t     *testing.T
+	root  string
+	btime int64
+	busy  uint64 // cumulative jiffies of /proc/stat
+	idle  uint64
+	procs map[int]*fakeP
+	avail int // MemAvailable, % of MemTotal
+}
+
+type fakeP struct {
+	comm         string
+	ppid, sid    int
+	ticks        uint64
+	rssPages     int64
+	cgroup       string
+	perTick      uint64 // ticks it burns per step
+	startedTicks uint64
+}
+
+func newFakeProc(t *testing.T, uptime time.Duration) *fakeProc {
+	f := &fakeProc{t: t, root: t.TempDir(), btime: time.Now().Add(-uptime).Unix(), procs: map[int]*fakeP{}, avail: 60}
+	os.MkdirAll(filepath.Join(f.root, "pressure"), 0o755)
+	return f
+}
+
+func (f *fakeProc) add(pid, ppid, sid int, comm, cgroup string, perTick uint64, rssMiB int64) {
+	f.procs[pid] = &fakeP{comm: comm, ppid: ppid, sid: sid, perTick: perTick, rssPages: rssMiB << 20 / int64(os.Getpagesize()), cgroup: cgroup, startedTicks: 100}
+}
+
+// step advances the fixture: every process burns its ticks, the host is
+// busyPct busy over 2 CPUs x 500 jiffies.
+func (f *fakeProc) step(busyPct uint64) {
+	f.busy += 10 * busyPct
+	f.idle += 10 * (100 - busyPct)
+	w := func(name, s string) {
+		p := filepath.Join(f.root, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+	w("stat", fmt.Sprintf("cpu  %d 0 0 %d 0 0 0 0 0 0\ncpu0 0 0 0 0 0 0 0 0 0 0\nbtime %d\n", f.busy, f.idle, f.btime))
+	total := 1 << 20 // kB
+	w("meminfo", fmt.Sprintf("MemTotal: %d kB\nMemFree: %d kB\nMemAvailable: %d kB\nBuffers: 0 kB\nCached: 0 kB\nSwapTotal: 0 kB\nSwapFree: 0 kB\n", total, total*f.avail/100, total*f.avail/100))
+	w("vmstat", "pgmajfault 10\noom_kill 0\nallocstall_normal 3\n")
+	for pid, p := range f.procs {
+		p.ticks += p.perTick
+		w(fmt.Sprintf("%d/stat", pid), fmt.Sprintf("%d (%s) R %d %d %d 0 -1 0 0 0 0 0 %d 0 0 0 20 0 1 0 %d 1000 %d 0 0\n",
+			pid, p.comm, p.ppid, p.sid, p.sid, p.ticks, p.startedTicks, p.rssPages))
+		w(fmt.Sprintf("%d/cgroup", pid), "0::"+p.cgroup+"\n")
+	}
+}
+
+type sink struct{ recs []collectors.Record }
+
+func (s *sink) Emit(_ context.Context, r collectors.Record) error { s.recs = append(s.recs, r); return nil }
+func (s *sink) Ready()                                            {}
+
+func newTestRecorder(t *testing.T, f *fakeProc, self int) (*Recorder, *incident.Store, string) {
+	store, err := incident.Open(t.TempDir(), 1<<20, 2, "test-boot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	console := filepath.Join(t.TempDir(), "console")
+	os.WriteFile(console, nil, 0o644)
+	r := NewRecorder(Options{ProcRoot: f.root, Interval: 5 * time.Second, FastInterval: time.Second, SnapshotEvery: time.Hour,
+		JobWindow: 2 * time.Minute, Thresholds: correlate.DefaultThresholds(), Store: store, Console: console,
+		BootGrace: 10 * time.Minute, Self: self})
+	return r, store, console
+}
+
+func onsets(t *testing.T, dir string) []incident.Record {
+	recs, _, err := incident.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []incident.Record
+	for _, r := range recs {
+		if r.Kind == incident.KindOnset {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// A boot is 100% CPU with the agent among the busiest: no incident, and
+// once the boot is over the agent is still never the cause.
+func TestBootIsNoIncidentAndAgentNeverTheCause(t *testing.T) {
+	f := newFakeProc(t, time.Minute)
+	f.add(1, 0, 1, "systemd", "/init.scope", 30, 10)
+	f.add(224, 1, 224, "ec2diag", "/system.slice/ec2diag.service", 60, 16)
+	f.add(300, 1, 300, "rsyslogd", "/system.slice/rsyslog.service", 10, 5)
+	f.step(50)
+	r, store, _ := newTestRecorder(t, f, 224)
+	e := &sink{}
+	ctx := context.Background()
+	for i := 0; i < 5; i++ {
+		f.step(100)
+		if err := r.sample(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := store.Dir()
+	if n := len(onsets(t, dir)); n != 0 {
+		t.Fatalf("%d incidents during boot", n)
+	}
+	// systemd says the boot is done; after the settling time CPU counts.
+	r.BootFinished(time.Now().Add(-bootSettle - time.Second))
+	for i := 0; i < 2; i++ {
+		f.step(100)
+		r.sample(ctx, e)
+	}
+	ons := onsets(t, dir)
+	if len(ons) != 1 {
+		t.Fatalf("%d incidents after boot, want 1", len(ons))
+	}
+	if strings.Contains(string(ons[0].Data), `"cause":"process ec2diag`) || !strings.Contains(string(ons[0].Data), `"cause":"process systemd (pid 1)"`) {
+		t.Errorf("onset verdict: %s", ons[0].Data)
+	}
+	if !strings.Contains(string(ons[0].Data), `"agent":true`) {
+		t.Errorf("the agent is not listed as such: %s", ons[0].Data)
+	}
+}
+
+// A memory spike ranks by resident memory, names a service's process by its
+// unit, carries the kernel's counters, and its console line is escaped,
+// kept open, and repeated when the verdict changes.
+func TestMemorySpikeServiceAndConsole(t *testing.T) {
+	f := newFakeProc(t, time.Hour)
+	f.add(1, 0, 1, "systemd", "/init.scope", 0, 10)
+	f.add(400, 1, 400, "yes", "/user.slice/user-1000.slice/session-3.scope", 90, 1)
+	f.add(500, 1, 500, "hog\n<0>PANIC", "/system.slice/runaway.service", 40, 900)
+	f.step(50)
+	r, store, console := newTestRecorder(t, f, 224)
+	e := &sink{}
+	ctx := context.Background()
+	f.step(50)
+	r.sample(ctx, e)
+	f.avail = 5
+	f.step(100)
+	r.sample(ctx, e)
+	dir := store.Dir()
+	ons := onsets(t, dir)
+	if len(ons) != 1 {
+		t.Fatalf("%d onsets, want 1", len(ons))
+	}
+	d := string(ons[0].Data)
+	if !strings.Contains(d, `"cause":"service runaway.service (process hog\n\u003c0\u003ePANIC pid 500)"`) {
+		t.Errorf("cause: %s", d)
+	}
+	if !strings.Contains(d, `"kernel":{"oom_kills":0,"major_faults":0,"alloc_stalls":0}`) {
+		t.Errorf("no kernel counters: %s", d)
+	}
+	// The verdict changes (the hog gets a job name, say): a second line.
+	r.lastConsole = time.Time{}
+	r.det.Reasons = append(r.det.Reasons, "memory pressure (PSI full) 40%")
+	r.snapshot(ctx, e, time.Now(), incident.KindSnapshot)
+	r.snapshot(ctx, e, time.Now(), incident.KindSnapshot) // nothing new: no line
+	b, _ := os.ReadFile(console)
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "<2>ec2diag: spike ") || !strings.Contains(lines[1], " update (") {
+		t.Fatalf("console lines: %q", lines)
+	}
+	if !strings.Contains(lines[0], `hog\x0a<0>PANIC`) {
+		t.Errorf("process name not escaped on the console: %q", lines[0])
+	}
+}
