@@ -70,6 +70,9 @@ func runAgent(ctx context.Context, g *globalFlags, print bool) error {
 	}()
 
 	log.Info("ec2diag starting", zap.String("version", version), zap.String("log_format", format), zap.String("state_dir", cfg.StateDir))
+	if cfg.MemoryLock {
+		lockMemory(log)
+	}
 	mode, id := detectMode(ctx, cfg, log)
 	if id != nil && cfg.CloudWatch.Enabled != "false" {
 		go checkCredentials(ctx, cfg, log)

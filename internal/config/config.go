@@ -44,8 +44,13 @@ type Config struct {
 	StateDir string `yaml:"state_dir"`
 	// ShutdownTimeout bounds the flush on SIGTERM; keep it under the
 	// unit's TimeoutStopSec.
-	ShutdownTimeout Duration   `yaml:"shutdown_timeout"`
-	Log             Log        `yaml:"log"`
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// MemoryLock keeps the agent's pages in memory (mlockall on fault):
+	// in a thrash the kernel evicts program text, and an agent that must
+	// read its own code back from disk stops recording just before the
+	// hang it is there to explain. Needs LimitMEMLOCK= in the unit.
+	MemoryLock bool `yaml:"memory_lock"`
+	Log        Log  `yaml:"log"`
 	IMDS            IMDS       `yaml:"imds"`
 	Sinks           Sinks      `yaml:"sinks"`
 	Host            HostConfig `yaml:"host"`
@@ -143,6 +148,7 @@ func Default() Config {
 	return Config{
 		StateDir:        "/var/lib/ec2diag",
 		ShutdownTimeout: Duration(10 * time.Second),
+		MemoryLock:      true,
 		Log:             Log{Level: "info", Format: "auto"},
 		IMDS:            IMDS{Timeout: Duration(2 * time.Second), EventsInterval: Duration(5 * time.Second)},
 		Sinks:           Sinks{SummaryInterval: Duration(5 * time.Minute)},
