@@ -43,6 +43,10 @@ type Options struct {
 // counts: what the last units started is still warming up.
 const bootSettle = 30 * time.Second
 
+// minSnapshotGap bounds the snapshots a spike that changes its kind can
+// add: each is an fdatasync.
+const minSnapshotGap = 2 * time.Second
+
 // Recorder is the flight recorder collector.
 type Recorder struct {
 	o       Options
@@ -62,6 +66,7 @@ type Recorder struct {
 	lastSnapshot time.Time
 	lastConsole  time.Time
 	consoleSaid  string // what the last console line said, to repeat only news
+	snapKinds    string // the kinds of reason the last snapshot had
 	kmsg         *os.File
 	verdict      correlate.Verdict
 	vmBuf        []byte
@@ -273,7 +278,13 @@ func (r *Recorder) sample(ctx context.Context, e collectors.Emitter) error {
 	case correlate.End:
 		r.end(ctx, e, now)
 	default:
-		if active, _ := r.det.Active(); active && now.Sub(r.lastSnapshot) >= r.o.SnapshotEvery {
+		// Again every SnapshotEvery, and sooner when the spike changed in
+		// kind: a fast memory exhaustion that starts as a CPU spike can
+		// hang the machine within seconds, before the next regular
+		// snapshot would have said it was memory (seen in the VM).
+		active, _ := r.det.Active()
+		changed := reasonKinds(r.det.Reasons) != r.snapKinds && now.Sub(r.lastSnapshot) >= minSnapshotGap
+		if active && (changed || now.Sub(r.lastSnapshot) >= r.o.SnapshotEvery) {
 			r.snapshot(ctx, e, now, incident.KindSnapshot)
 		}
 	}
@@ -382,7 +393,7 @@ func (r *Recorder) onset(ctx context.Context, e collectors.Emitter, now time.Tim
 func (r *Recorder) snapshot(ctx context.Context, e collectors.Emitter, now time.Time, kind string) {
 	_, onset := r.det.Active()
 	r.verdict = r.decide(onset)
-	r.lastSnapshot = now
+	r.lastSnapshot, r.snapKinds = now, reasonKinds(r.det.Reasons)
 	last := r.ring[len(r.ring)-1]
 	data := map[string]any{"onset": onset, "reasons": r.det.Reasons, "host": last.h, "verdict": r.verdict}
 	// How memory ran out, in the kernel's words: an UNFINISHED incident

@@ -185,3 +185,33 @@ func TestMemorySpikeServiceAndConsole(t *testing.T) {
 		t.Errorf("process name not escaped on the console: %q", lines[0])
 	}
 }
+
+// A CPU spike that turns into memory exhaustion is written again at once,
+// not at the next regular snapshot: in the VM the machine hung 13 s after
+// a CPU onset, and the store never said it was memory.
+func TestSpikeThatTurnsToMemoryIsWrittenAtOnce(t *testing.T) {
+	f := newFakeProc(t, time.Hour)
+	f.add(1, 0, 1, "systemd", "/init.scope", 0, 10)
+	f.add(600, 1, 600, "hog", "/system.slice/cron.service", 100, 100)
+	f.step(10)
+	r, store, _ := newTestRecorder(t, f, 224)
+	e := &sink{}
+	ctx := context.Background()
+	r.sample(ctx, e)
+	for i := 0; i < 2; i++ {
+		f.step(100)
+		r.sample(ctx, e)
+	}
+	if len(onsets(t, store.Dir())) != 1 {
+		t.Fatal("no CPU onset")
+	}
+	r.lastSnapshot = time.Now().Add(-minSnapshotGap) // as if 2 s had passed
+	f.avail = 3
+	f.step(100)
+	r.sample(ctx, e)
+	recs, _, _ := incident.ReadDir(store.Dir())
+	last := recs[len(recs)-1]
+	if last.Kind != incident.KindSnapshot || !strings.Contains(string(last.Data), "memory available 3.0%") {
+		t.Fatalf("last record %s %s; want a snapshot saying memory", last.Kind, last.Data)
+	}
+}
