@@ -99,7 +99,10 @@ func readBootTime(root string) time.Time {
 
 // StartTime converts a process start in ticks to wall time.
 func (s *Sampler) StartTime(ticks uint64) time.Time {
-	return s.bootTime.Add(time.Duration(ticks) * time.Second / clkTck)
+	// Whole seconds first: ticks * time.Second overflows int64 after
+	// ~2.9 years of uptime, and the pid-reuse guard then rejected real
+	// session leaders.
+	return s.bootTime.Add(time.Duration(ticks/clkTck)*time.Second + time.Duration(ticks%clkTck)*time.Second/clkTck)
 }
 
 // AddJob starts attributing processes to r from the next scan on; a

@@ -184,3 +184,13 @@ func containsPID(ps []ProcUse, pid int) bool {
 	}
 	return false
 }
+
+// A process started after three years of uptime (1e10 ticks) has a start
+// time three years after boot, not one wrapped around int64.
+func TestStartTimeAfterYearsOfUptime(t *testing.T) {
+	s := &Sampler{bootTime: time.Unix(1_600_000_000, 0)}
+	got := s.StartTime(10_000_000_050)
+	if want := time.Unix(1_600_000_000+100_000_000, 500_000_000); !got.Equal(want) {
+		t.Errorf("start %v, want %v", got, want)
+	}
+}
