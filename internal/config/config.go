@@ -3,6 +3,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -49,17 +50,17 @@ type Config struct {
 	// in a thrash the kernel evicts program text, and an agent that must
 	// read its own code back from disk stops recording just before the
 	// hang it is there to explain. Needs LimitMEMLOCK= in the unit.
-	MemoryLock bool `yaml:"memory_lock"`
-	Log        Log  `yaml:"log"`
-	IMDS            IMDS       `yaml:"imds"`
-	Sinks           Sinks      `yaml:"sinks"`
-	Host            HostConfig `yaml:"host"`
-	Spikes          Spikes     `yaml:"spikes"`
-	Incidents       Incidents  `yaml:"incidents"`
-	Jobs            Jobs       `yaml:"jobs"`
-	Syslog          Syslog     `yaml:"syslog"`
-	CloudWatch      CloudWatch `yaml:"cloudwatch"`
-	Checks          Checks     `yaml:"checks"`
+	MemoryLock bool       `yaml:"memory_lock"`
+	Log        Log        `yaml:"log"`
+	IMDS       IMDS       `yaml:"imds"`
+	Sinks      Sinks      `yaml:"sinks"`
+	Host       HostConfig `yaml:"host"`
+	Spikes     Spikes     `yaml:"spikes"`
+	Incidents  Incidents  `yaml:"incidents"`
+	Jobs       Jobs       `yaml:"jobs"`
+	Syslog     Syslog     `yaml:"syslog"`
+	CloudWatch CloudWatch `yaml:"cloudwatch"`
+	Checks     Checks     `yaml:"checks"`
 }
 
 // Checks configures the instance hygiene checks (ec2diag check, and the
@@ -203,6 +204,15 @@ func Parse(file string, data []byte) (Config, error) {
 			fmt.Sscanf(cleanPrefix(err.Error()), "line %d", &line)
 		}
 		return cfg, Errors{{File: file, Line: line, Msg: "not valid YAML: " + cleanYAMLError(err)}}
+	}
+	// yaml.Unmarshal reads the first document only: a second one after
+	// "---" would be ignored without a word.
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var first, second yaml.Node
+	if dec.Decode(&first) == nil {
+		if err := dec.Decode(&second); err == nil {
+			return cfg, Errors{{File: file, Line: second.Line, Column: 1, Msg: "a second YAML document: the configuration is one document (remove the \"---\" and merge what follows)"}}
+		}
 	}
 	d := &decoder{file: file, pos: map[string][2]int{}}
 	d.decode(&root, reflect.ValueOf(&cfg).Elem(), "")

@@ -30,6 +30,7 @@ func TestParseErrors(t *testing.T) {
 	}{
 		{"unknown top key", "state_dri: /x\n", []string{"c.yaml:1:1: state_dri: unknown key", "known keys here: checks, cloudwatch, host, imds, incidents, jobs, log, memory_lock, shutdown_timeout, sinks, spikes, state_dir, syslog"}},
 		{"unknown nested key", "log:\n  levle: debug\n", []string{"c.yaml:2:3: log.levle: unknown key"}},
+		{"a second document", "log:\n  level: debug\n---\nlog:\n  level: error\n", []string{"c.yaml:3:1: a second YAML document"}},
 		{"bad duration", "host:\n  interval: fast\n", []string{`c.yaml:2:13: host.interval: want a duration like "30s", got "fast"`}},
 		{"bare number duration", "host:\n  interval: 5\n", []string{`host.interval: want a duration like "30s", got "5"`}},
 		{"wrong type bool", "imds:\n  disabled: maybe\n", []string{`c.yaml:2:13: imds.disabled: want true or false, got "maybe"`}},
