@@ -15,7 +15,7 @@ func newHealthCmd(g *globalFlags) *cobra.Command {
 	var interval time.Duration
 	c := &cobra.Command{
 		Use:   "health [--sysfs-root DIR] [--format json]",
-		Short: "Check ENA interfaces and EFA devices; exit 1 if any is degraded or down",
+		Short: "Check ENA interfaces and EFA devices; exit 1 if any is degraded, down or unknown",
 		Long: `Check every ENA network interface (found by driver, not by name) and EFA device:
 link and carrier state, carrier flaps, drops, device resets, and ENA's allowance
 counters from the driver's ethtool statistics (bandwidth, packets per second,
@@ -24,7 +24,7 @@ connection tracking, link-local), and every EFA hw_counter. Counters are read tw
 
 JSON (--format json): one object per device with name, kind (ena|efa), state
 (ok|degraded|down), reasons, and the figures read (figures, deltas, counters).
-Exit status 0 when all are ok or there are none, 1 when any is degraded or down.`,
+Exit status 0 when all are ok or there are none, 1 when any is degraded, down or unknown (nothing could be read).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			stats, closeStats, err := nethealth.EthtoolStats()

@@ -25,6 +25,8 @@ const (
 	OK       = "ok"
 	Degraded = "degraded"
 	Down     = "down"
+	// Unknown: nothing could be read to judge by; not "ok".
+	Unknown = "unknown"
 )
 
 // Device is one ENA interface or EFA device at one check.
@@ -98,6 +100,12 @@ func (c *Checker) Check() []Device {
 	var out []Device
 	out = append(out, c.ena()...)
 	out = append(out, c.efa()...)
+	for i := range out {
+		if d := &out[i]; d.State == OK && len(d.Counters) == 0 && len(d.Unreadable) > 0 {
+			d.State = Unknown
+			d.reason("no counter could be read (%d attributes unreadable): health unknown", len(d.Unreadable))
+		}
+	}
 	return out
 }
 

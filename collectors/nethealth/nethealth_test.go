@@ -351,3 +351,26 @@ func FuzzSysfsValues(f *testing.F) {
 		c.Close()
 	})
 }
+
+// A device none of whose counters can be read is "unknown", not "ok": the
+// health command said ok and exited 0 for it.
+func TestUnreadableDeviceIsUnknown(t *testing.T) {
+	f := newTree(t)
+	f.ena("ens5", "0000:00:05.0", "0a:1b:2c:3d:4e:50")
+	p, _ := filepath.EvalSymlinks(filepath.Join(f.root, "class/net/ens5"))
+	for _, s := range []string{"rx_errors", "tx_errors", "rx_dropped", "tx_dropped", "rx_over_errors", "rx_packets", "tx_packets", "rx_bytes", "tx_bytes"} {
+		os.WriteFile(filepath.Join(p, "statistics", s), []byte("garbage\n"), 0o644)
+	}
+	for _, s := range []string{"carrier_changes", "carrier_down_count", "carrier_up_count"} {
+		os.WriteFile(filepath.Join(p, s), []byte("\x00\n"), 0o644)
+	}
+	d := byName(NewChecker(f.root, stats{}.read).Check(), "ens5")
+	if d.State != Unknown || !strings.Contains(strings.Join(d.Reasons, ";"), "no counter could be read") {
+		t.Errorf("all counters unreadable: state %q reasons %v counters %v", d.State, d.Reasons, d.Counters)
+	}
+	// One readable counter is something to judge by.
+	f.set("ens5", "statistics/rx_packets", "5")
+	if d := byName(NewChecker(f.root, stats{}.read).Check(), "ens5"); d.State == Unknown {
+		t.Errorf("with a readable counter: %q %v", d.State, d.Reasons)
+	}
+}
