@@ -129,7 +129,9 @@ func (a *Agent) Run(ctx context.Context, cfg config.Config, hup <-chan struct{})
 			np, ncfg, err := a.rebuild(ctx)
 			if err != nil {
 				// The old pipeline never stopped: a bad edit costs nothing.
-				a.Log.Error("config reload rejected; keeping the running config", zap.Error(err))
+				// The reason is the news, not where in the agent it was
+				// found: no stack trace for an admin's typo.
+				a.Log.WithOptions(zap.AddStacktrace(zap.FatalLevel)).Error("config reload rejected; keeping the running config", zap.Error(err))
 				a.Notify.Ready()
 				a.Notify.Status(a.statusLine(p))
 				continue

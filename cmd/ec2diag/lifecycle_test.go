@@ -139,6 +139,9 @@ func TestLifecycleNotifyReloadStop(t *testing.T) {
 	if !c.stderr.WaitFor(want, 5*time.Second) || !c.stderr.WaitFor("config reload rejected", time.Second) {
 		t.Errorf("log lacks the rejected reload naming %q", want)
 	}
+	if strings.Contains(c.stderr.String(), "agent.(*Agent)") {
+		t.Errorf("a rejected reload logged a stack trace: %s", c.stderr.String())
+	}
 	ns.Expect(t, "WATCHDOG=1", 5*time.Second) // still alive on the old config
 
 	// A good edit takes effect.
