@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -164,15 +165,25 @@ func ReadDir(dir string) ([]Record, int, error) {
 	bad := 0
 	found := false
 	for _, n := range names {
-		f, err := os.Open(n)
+		// Regular files only, never blocking: a FIFO planted at the
+		// path hung `ec2diag incidents`.
+		f, err := os.OpenFile(n, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
 		if err != nil {
 			continue
 		}
+		if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+			f.Close()
+			continue
+		}
 		found = true
-		sc := bufio.NewScanner(f)
-		sc.Buffer(make([]byte, 1<<20), 16<<20)
-		for sc.Scan() {
-			line := sc.Bytes()
+		// Not bufio.Scanner: it stops at the first line over its limit,
+		// and everything after a damaged line was hidden.
+		rd := bufio.NewReaderSize(f, 64<<10)
+		for {
+			line, err := readLine(rd, maxRecord)
+			if line == nil && err != nil {
+				break
+			}
 			if len(line) == 0 {
 				continue
 			}
@@ -189,6 +200,37 @@ func ReadDir(dir string) ([]Record, int, error) {
 		return nil, 0, fmt.Errorf("no incident store in %s", dir)
 	}
 	return out, bad, nil
+}
+
+// maxRecord bounds one record; a longer line is damage, skipped.
+const maxRecord = 16 << 20
+
+// readLine returns the next line without its newline; a line longer than
+// max is consumed and returned as a single byte that fails the checksum,
+// so it counts as damaged. It returns nil with the error at the end.
+func readLine(rd *bufio.Reader, max int) ([]byte, error) {
+	var line []byte
+	over := false
+	for {
+		frag, err := rd.ReadSlice('\n')
+		if !over {
+			if len(line)+len(frag) > max+1 {
+				over, line = true, nil
+			} else {
+				line = append(line, frag...)
+			}
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if over {
+			return []byte{'!'}, nil
+		}
+		if len(line) == 0 && err != nil {
+			return nil, err
+		}
+		return bytes.TrimSuffix(line, []byte("\n")), nil
+	}
 }
 
 func parseLine(line []byte) (Record, bool) {

@@ -1,8 +1,10 @@
 package incident
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -55,5 +57,38 @@ func TestAppendReadTornRotate(t *testing.T) {
 	_, bad, _ = ReadDir(dir)
 	if bad == 0 {
 		t.Error("corrupted record not detected")
+	}
+}
+
+// A line over the record limit is damage to skip, not the end of the
+// store: everything after it was hidden ("no incidents recorded"). A FIFO
+// planted as a rotated file is passed over, not waited on.
+func TestReadPastDamageAndFIFO(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, 64<<20, 2, "boot-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Append(KindOnset, "inc-1", time.Now(), map[string]int{"i": 1}, false)
+	f, _ := os.OpenFile(filepath.Join(dir, FileName), os.O_WRONLY|os.O_APPEND, 0)
+	f.Write(bytes.Repeat([]byte("x"), maxRecord+100))
+	f.WriteString("\n")
+	f.Close()
+	s.Append(KindEnd, "inc-1", time.Now(), map[string]int{"i": 2}, false)
+	s.Close()
+	if err := syscall.Mkfifo(filepath.Join(dir, FileName+".1"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	var recs []Record
+	var bad int
+	go func() { recs, bad, err = ReadDir(dir); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("ReadDir hangs on a FIFO")
+	}
+	if err != nil || len(recs) != 2 || bad != 1 || recs[1].Kind != KindEnd {
+		t.Fatalf("read %d records, %d bad, %v; want both records and 1 damaged line", len(recs), bad, err)
 	}
 }
