@@ -13,6 +13,7 @@ import (
 	"github.com/ec2diag/ec2diag/internal/config"
 	"github.com/ec2diag/ec2diag/internal/imds"
 	"github.com/ec2diag/ec2diag/internal/logging"
+	"github.com/ec2diag/ec2diag/internal/statedir"
 	"github.com/ec2diag/ec2diag/internal/sdnotify"
 	cwsink "github.com/ec2diag/ec2diag/internal/sink/cloudwatch"
 	"github.com/spf13/cobra"
@@ -49,8 +50,8 @@ func runAgent(ctx context.Context, g *globalFlags, print bool) error {
 		return &exitError{code: exitUsage, err: err}
 	}
 	defer log.Sync()
-	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
-		log.Error("cannot create state directory", zap.String("state_dir", cfg.StateDir), zap.Error(err))
+	if err := statedir.Check(cfg.StateDir); err != nil {
+		log.Error("unusable state directory", zap.String("state_dir", cfg.StateDir), zap.Error(err))
 		return &exitError{code: exitFailure, err: err}
 	}
 

@@ -79,7 +79,9 @@ func Open(dir string, maxBytes int64, keep int, bootID string) (*Store, error) {
 }
 
 func (s *Store) open() error {
-	f, err := os.OpenFile(filepath.Join(s.dir, FileName), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	// O_NOFOLLOW: a root agent appended to any file through a link
+	// planted at this path.
+	f, err := os.OpenFile(filepath.Join(s.dir, FileName), os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o640)
 	if err != nil {
 		return fmt.Errorf("open incident store: %w", err)
 	}

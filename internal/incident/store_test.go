@@ -92,3 +92,20 @@ func TestReadPastDamageAndFIFO(t *testing.T) {
 		t.Fatalf("read %d records, %d bad, %v; want both records and 1 damaged line", len(recs), bad, err)
 	}
 }
+
+// A link planted at the store's path is not followed (a root agent
+// appended to whatever it pointed at).
+func TestStoreDoesNotFollowALink(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(t.TempDir(), "victim")
+	os.WriteFile(victim, nil, 0o644)
+	os.Symlink(victim, filepath.Join(dir, FileName))
+	if s, err := Open(dir, 1<<20, 2, "b"); err == nil {
+		s.Append(KindOnset, "x", time.Now(), 1, false)
+		s.Close()
+		t.Fatal("opened the store through a symlink")
+	}
+	if b, _ := os.ReadFile(victim); len(b) != 0 {
+		t.Errorf("wrote %d bytes through the link", len(b))
+	}
+}
