@@ -13,9 +13,9 @@ import (
 	"github.com/ec2diag/ec2diag/internal/config"
 	"github.com/ec2diag/ec2diag/internal/imds"
 	"github.com/ec2diag/ec2diag/internal/logging"
-	"github.com/ec2diag/ec2diag/internal/statedir"
 	"github.com/ec2diag/ec2diag/internal/sdnotify"
 	cwsink "github.com/ec2diag/ec2diag/internal/sink/cloudwatch"
+	"github.com/ec2diag/ec2diag/internal/statedir"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 )

@@ -73,8 +73,11 @@ func (f *fakeProc) step(busyPct uint64) {
 
 type sink struct{ recs []collectors.Record }
 
-func (s *sink) Emit(_ context.Context, r collectors.Record) error { s.recs = append(s.recs, r); return nil }
-func (s *sink) Ready()                                            {}
+func (s *sink) Emit(_ context.Context, r collectors.Record) error {
+	s.recs = append(s.recs, r)
+	return nil
+}
+func (s *sink) Ready() {}
 
 func newTestRecorder(t *testing.T, f *fakeProc, self int) (*Recorder, *incident.Store, string) {
 	store, err := incident.Open(t.TempDir(), 1<<20, 2, "test-boot")
