@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ec2diag/ec2diag/internal/correlate"
+	"github.com/ec2diag/ec2diag/internal/escape"
 	"github.com/ec2diag/ec2diag/internal/incident"
 	"github.com/spf13/cobra"
 )
@@ -195,15 +196,16 @@ func printIncidents(w io.Writer, vs []incidentView, bad int, format string) erro
 		} else if v.Unfinished != "" {
 			end = "UNFINISHED: " + v.Unfinished
 		}
-		fmt.Fprintf(w, "%s  boot %d  %s\n  spike: %s\n  cause: %s\n", v.Onset.Local().Format(time.RFC3339), v.Boot, end, strings.Join(v.Reasons, ", "), v.Cause)
+		e := escape.Control // names and commands come from other processes
+		fmt.Fprintf(w, "%s  boot %d  %s\n  spike: %s\n  cause: %s\n", v.Onset.Local().Format(time.RFC3339), v.Boot, end, strings.Join(v.Reasons, ", "), e(v.Cause))
 		for _, j := range v.Jobs {
-			fmt.Fprintf(w, "  job %s: %s (%s)\n", j.Job, j.Verdict, j.Reason)
+			fmt.Fprintf(w, "  job %s: %s (%s)\n", e(j.Job), j.Verdict, e(j.Reason))
 		}
 		for i, p := range v.Top {
 			if i == 3 {
 				break
 			}
-			fmt.Fprintf(w, "  process %s pid %d: %.0f%% of CPU, %d MiB\n", p.Comm, p.PID, 100*p.CPUShare, p.RSSBytes>>20)
+			fmt.Fprintf(w, "  process %s pid %d: %.0f%% of CPU, %d MiB\n", e(p.Comm), p.PID, 100*p.CPUShare, p.RSSBytes>>20)
 		}
 		fmt.Fprintf(w, "  id %s (ec2diag incidents show %s)\n\n", v.ID, v.ID)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/ec2diag/ec2diag/collectors"
 	"github.com/ec2diag/ec2diag/collectors/host"
 	"github.com/ec2diag/ec2diag/internal/correlate"
+	"github.com/ec2diag/ec2diag/internal/escape"
 	"github.com/ec2diag/ec2diag/internal/incident"
 	"golang.org/x/sys/unix"
 )
@@ -456,7 +457,7 @@ func (r *Recorder) console(now time.Time) {
 	if r.consoleSaid != "" {
 		update = " update"
 	}
-	line := "<2>" + escapeControl(fmt.Sprintf("ec2diag: spike %s%s (%s): cause %s", r.incident, update, joinReasons(r.det.Reasons), r.verdict.Cause))
+	line := "<2>" + escape.Control(fmt.Sprintf("ec2diag: spike %s%s (%s): cause %s", r.incident, update, joinReasons(r.det.Reasons), r.verdict.Cause))
 	if len(line) > 400 {
 		line = line[:400]
 	}
@@ -491,20 +492,6 @@ func reasonKinds(rs []string) string {
 		}
 		b.WriteString(x)
 		b.WriteByte(',')
-	}
-	return b.String()
-}
-
-// escapeControl makes control bytes visible (\x0a): a process may name
-// itself "y\n<0>PANIC", and the console must show one line, ours.
-func escapeControl(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == 0x7f {
-			fmt.Fprintf(&b, "\\x%02x", c)
-		} else {
-			b.WriteByte(c)
-		}
 	}
 	return b.String()
 }

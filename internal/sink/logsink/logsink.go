@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ec2diag/ec2diag/collectors"
+	"github.com/ec2diag/ec2diag/internal/escape"
 	"github.com/ec2diag/ec2diag/internal/logging"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -73,13 +74,13 @@ func (s *Sink) event(r *collectors.Record) {
 				fields = append(fields, zap.Int(k, n))
 			}
 		default:
-			fields = append(fields, zap.String(k, r.Dims[k]))
+			fields = append(fields, zap.String(k, escape.Control(r.Dims[k])))
 		}
 	}
 	for k, v := range r.Metrics {
 		fields = append(fields, zap.Float64(k, v))
 	}
-	msg := r.Message
+	msg := escape.Control(r.Message) // process names, commands, log text
 	if msg == "" {
 		msg = r.Type
 	}

@@ -1,0 +1,47 @@
+// Package escape makes outside text safe to print where a person reads it:
+// the serial console, the journal's MESSAGE, the CLI's text output. A
+// process may name itself "y\n<0>PANIC"; what is printed must stay one
+// line, the agent's.
+package escape
+
+import (
+	"strings"
+	"unicode/utf8"
+)
+
+// Control returns s with control bytes (and invalid UTF-8) shown as \xNN.
+// A string that needs nothing is returned as is, without allocating.
+func Control(s string) string {
+	clean := true
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f || c >= 0x80 {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	const hex = "0123456789abcdef"
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x80 {
+			r, n := utf8.DecodeRuneInString(s[i:])
+			if r != utf8.RuneError && r >= 0xa0 {
+				b.WriteString(s[i : i+n])
+				i += n
+				continue
+			}
+		}
+		if c < 0x20 || c == 0x7f || c >= 0x80 {
+			b.WriteString(`\x`)
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&15])
+		} else {
+			b.WriteByte(c)
+		}
+		i++
+	}
+	return b.String()
+}

@@ -1,0 +1,31 @@
+package escape
+
+import "testing"
+
+func TestControl(t *testing.T) {
+	for in, want := range map[string]string{
+		"yes":              "yes",
+		"y\n<0>PANIC":      `y\x0a<0>PANIC`,
+		"a\tb\x1b[2J\x7f":  `a\x09b\x1b[2J\x7f`,
+		"café":             "café",
+		"bad\xffutf8":      `bad\xffutf8`,
+		"c1\u0085control":  `c1\xc2\x85control`,
+		"kworker/u4:1-ev ": "kworker/u4:1-ev ",
+	} {
+		if got := Control(in); got != want {
+			t.Errorf("Control(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func FuzzControl(f *testing.F) {
+	f.Add("y\n<0>PANIC")
+	f.Fuzz(func(t *testing.T, s string) {
+		out := Control(s)
+		for i := 0; i < len(out); i++ {
+			if c := out[i]; c < 0x20 || c == 0x7f {
+				t.Fatalf("control byte %#x left in %q", c, out)
+			}
+		}
+	})
+}
