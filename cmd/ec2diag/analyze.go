@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"regexp"
 	"sort"
 	"strings"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/ec2diag/ec2diag/collectors/jobs"
 	"github.com/ec2diag/ec2diag/internal/syslog"
+	"github.com/ec2diag/ec2diag/internal/tail"
 	"github.com/spf13/cobra"
 )
 
@@ -117,7 +117,7 @@ type analysis struct {
 }
 
 func (a *analysis) read(name string) error {
-	f, err := os.Open(name)
+	f, err := tail.OpenRegular(name)
 	if err != nil {
 		return fmt.Errorf("cannot read %s: %w", name, err)
 	}

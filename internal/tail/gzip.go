@@ -45,7 +45,7 @@ func newGzipReaderAt(name string) (*gzipReaderAt, error) {
 
 func (g *gzipReaderAt) reopen() error {
 	g.Close()
-	f, err := os.Open(g.name)
+	f, err := OpenRegular(g.name)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -159,11 +160,31 @@ func statID(fi os.FileInfo) (uint64, uint64) {
 	return 0, 0
 }
 
+// OpenRegular opens name for reading only if it is a regular file, and
+// never blocks: a log path that is a FIFO blocked open() forever (SIGTERM
+// ignored), and one that links to /dev/zero was read forever.
+func OpenRegular(name string) (*os.File, error) {
+	f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%s is not a regular file (%s): not followed", name, fi.Mode().Type())
+	}
+	return f, nil
+}
+
 func openFile(name string) (*file, error) {
 	if isCompressed(name) {
 		return openGzip(name)
 	}
-	f, err := os.Open(name)
+	f, err := OpenRegular(name)
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -445,5 +446,41 @@ func TestFirstPositionIsPersistedBeforeAnyLine(t *testing.T) {
 	ck, err := loadCheckpoint(filepath.Join(dir, "state"), p)
 	if err != nil || ck == nil || ck.Offset != int64(len("old line\n")) {
 		t.Fatalf("checkpoint at start: %+v, %v; want one at offset %d", ck, err, len("old line\n"))
+	}
+}
+
+// A log path that is a FIFO, or a link to /dev/zero, is not followed: the
+// follower blocked in open() (SIGTERM ignored) or read zeros forever. It
+// must keep answering cancellation and deliver nothing.
+func TestNonRegularPathsAreNotFollowed(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	zero := filepath.Join(dir, "zero")
+	os.Symlink("/dev/zero", zero)
+	for _, p := range []string{fifo, zero} {
+		if f, err := OpenRegular(p); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			f.Close()
+			t.Errorf("OpenRegular(%s): %v", p, err)
+		}
+		f := New(Options{Path: p, StateDir: filepath.Join(dir, "state"), FromStart: true, PollInterval: 20 * time.Millisecond})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		var lines int
+		go func() {
+			done <- f.Run(ctx, func(b []Line, ack func()) error { lines += len(b); ack(); return nil })
+		}()
+		time.Sleep(300 * time.Millisecond)
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: the follower ignores cancellation", p)
+		}
+		if lines != 0 {
+			t.Errorf("%s: %d lines delivered", p, lines)
+		}
 	}
 }
