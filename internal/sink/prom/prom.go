@@ -70,8 +70,11 @@ func (s *Sink) bind() error {
 	s.ln = ln
 	mux := http.NewServeMux()
 	mux.HandleFunc("/metrics", s.serve)
-	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go s.srv.Serve(ln)
+	// Bounded: 1,005 idle keep-alive connections once took every
+	// descriptor the agent had, and the recorder stopped for good.
+	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 10 * time.Second, IdleTimeout: 30 * time.Second}
+	go s.srv.Serve(&limitListener{Listener: ln, sem: make(chan struct{}, MaxConns), done: make(chan struct{})})
 	return nil
 }
 
@@ -156,4 +159,47 @@ func clean(s string) string {
 		}
 		return '_'
 	}, s)
+}
+
+// MaxConns bounds the endpoint's open connections: a scraper needs one.
+const MaxConns = 16
+
+// limitListener accepts at most cap(sem) connections at a time; the rest
+// wait in the kernel's backlog (and time out there), not in our table.
+type limitListener struct {
+	net.Listener
+	sem  chan struct{}
+	done chan struct{}
+	once sync.Once
+}
+
+func (l *limitListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return l.Listener.Close()
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	select {
+	case l.sem <- struct{}{}:
+	case <-l.done: // shut down while full: do not leak the serving goroutine
+		return nil, net.ErrClosed
+	}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.sem
+		return nil, err
+	}
+	return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
+}
+
+type limitConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
 }

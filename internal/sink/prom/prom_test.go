@@ -3,7 +3,9 @@ package prom
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -45,4 +47,39 @@ func TestRefusesNonLoopback(t *testing.T) {
 			t.Errorf("Listen(%q) = %v, want a loopback error", a, err)
 		}
 	}
+}
+
+// Idle connections are capped: 1,005 of them once exhausted the agent's
+// descriptors. Past MaxConns the agent holds no more sockets, and a
+// scrape still gets through once one is freed.
+func TestIdleConnectionsAreCapped(t *testing.T) {
+	s, err := Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	fds := func() int { es, _ := os.ReadDir("/proc/self/fd"); return len(es) }
+	before := fds()
+	var conns []net.Conn
+	for i := 0; i < 200; i++ {
+		c, err := net.Dial("tcp", s.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	time.Sleep(300 * time.Millisecond)
+	// Our 200 client ends plus at most MaxConns accepted server ends.
+	if got := fds() - before; got > 200+MaxConns+2 {
+		t.Errorf("%d descriptors for 200 idle connections; want at most %d", got, 200+MaxConns+2)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	cl := &http.Client{Timeout: 5 * time.Second}
+	resp, err := cl.Get("http://" + s.Addr() + "/metrics")
+	if err != nil {
+		t.Fatalf("scrape after the flood: %v", err)
+	}
+	resp.Body.Close()
 }
