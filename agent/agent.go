@@ -7,6 +7,8 @@ package agent
 import (
 	"context"
 	"fmt"
+	"sort"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -62,8 +64,42 @@ type Agent struct {
 	StartTimeout     time.Duration
 	StatusInterval   time.Duration
 
+	// Essential names the collectors without which the agent is not
+	// doing its job: while one of them is down, the watchdog pings stop,
+	// so systemd restarts the whole agent (a fresh process clears what
+	// wedged it, an exhausted descriptor table say).
+	Essential []string
+
 	progress atomic.Uint64 // moves each time the fan-in loop comes round
 	stats    Stats
+	downMu   sync.Mutex
+	down     map[string]string // collector -> why it is down, while it waits to restart
+}
+
+// setDown records (why != "") or clears a collector's failure.
+func (a *Agent) setDown(name, why string) {
+	a.downMu.Lock()
+	defer a.downMu.Unlock()
+	if a.down == nil {
+		a.down = map[string]string{}
+	}
+	if why == "" {
+		delete(a.down, name)
+	} else {
+		a.down[name] = why
+	}
+}
+
+// essentialDown reports whether an essential collector is down.
+func (a *Agent) essentialDown() bool {
+	a.downMu.Lock()
+	defer a.downMu.Unlock()
+	for _, n := range a.Essential {
+		if _, ok := a.down[n]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // Stats are the agent's own counters, shown in STATUS= and summaries.
@@ -172,7 +208,7 @@ func (a *Agent) watchdog(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if now := a.progress.Load(); now != last {
+			if now := a.progress.Load(); now != last && !a.essentialDown() {
 				last = now
 				a.Notify.Watchdog()
 			}
@@ -188,5 +224,15 @@ func (a *Agent) statusLine(p *Pipeline) string {
 	if n := a.stats.SinkErrors.Load(); n > 0 {
 		s += fmt.Sprintf(", %d sink errors", n)
 	}
+	a.downMu.Lock()
+	names := make([]string, 0, len(a.down))
+	for n := range a.down {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		s += fmt.Sprintf("; %s DOWN, restarting: %s", n, a.down[n])
+	}
+	a.downMu.Unlock()
 	return s
 }

@@ -68,10 +68,7 @@ func (a *Agent) start(parent context.Context, p *Pipeline) *running {
 		go func(c collectors.Collector) {
 			defer r.collectors.Done()
 			defer ready()
-			log := a.Log.Named(c.Name())
-			if err := c.Run(ctx, emitter{ch: ch, ready: ready}); err != nil && ctx.Err() == nil {
-				log.Error("collector stopped; the others keep running", zap.String("collector", c.Name()), zap.Error(err))
-			}
+			a.supervise(ctx, c, emitter{ch: ch, ready: ready})
 		}(c)
 	}
 	go func() { r.collectors.Wait(); close(r.collDone) }()
@@ -85,6 +82,35 @@ func (a *Agent) start(parent context.Context, p *Pipeline) *running {
 		a.Log.Warn("not every collector finished its first cycle in time; continuing", zap.Duration("timeout", a.StartTimeout))
 	}
 	return r
+}
+
+// supervise runs c until ctx ends; a collector that fails is run again
+// after a backoff (1 s doubling to a minute, from 1 s again after a minute
+// of running), and is shown DOWN in STATUS= meanwhile. One EMFILE used to
+// stop the recorder for good while the watchdog pings went on.
+func (a *Agent) supervise(ctx context.Context, c collectors.Collector, e emitter) {
+	log := a.Log.Named(c.Name())
+	backoff := time.Second
+	for {
+		started := time.Now()
+		err := c.Run(ctx, e)
+		if ctx.Err() != nil || err == nil {
+			return // stopped, or finished by design
+		}
+		if time.Since(started) > time.Minute {
+			backoff = time.Second
+		}
+		a.setDown(c.Name(), err.Error())
+		log.Error("collector failed; restarting it", zap.String("collector", c.Name()), zap.Error(err), zap.Duration("backoff", backoff))
+		select {
+		case <-ctx.Done():
+			a.setDown(c.Name(), "")
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Minute)
+		a.setDown(c.Name(), "")
+	}
 }
 
 // loop is the pipeline's one consumer. Each round counts as progress; a

@@ -83,6 +83,7 @@ func runAgent(ctx context.Context, g *globalFlags, print bool) error {
 		Log:              log,
 		Notify:           notifier,
 		Mode:             mode,
+		Essential:        []string{"recorder"},
 		WatchdogInterval: sdnotify.WatchdogInterval(),
 		ShutdownTimeout:  cfg.ShutdownTimeout.D(),
 		Build:            builder(log, print, id),
