@@ -220,9 +220,10 @@ func (fl *file) size() int64 {
 func (t *Follower) Run(ctx context.Context, h Handler) error {
 	w, err := fsnotify.NewWatcher()
 	var events <-chan fsnotify.Event
+	var watchErrs <-chan error
 	if err == nil {
 		if err := w.Add(filepath.Dir(t.o.Path)); err == nil {
-			events = w.Events
+			events, watchErrs = w.Events, w.Errors
 		} else {
 			t.log.Debug("inotify unavailable; polling only", zap.Error(err))
 		}
@@ -286,6 +287,15 @@ func (t *Follower) Run(ctx context.Context, h Handler) error {
 		case _, ok := <-events:
 			if !ok {
 				events = nil
+			}
+		case err, ok := <-watchErrs:
+			// Unread, this channel blocked fsnotify's goroutine after an
+			// inotify queue overflow and events stopped. The poll covers
+			// what inotify missed.
+			if !ok {
+				watchErrs = nil
+			} else {
+				t.log.Warn("inotify error; the poll still covers the file", zap.Error(err))
 			}
 		case <-poll.C:
 		case <-t.wake:
