@@ -215,7 +215,7 @@ func (r *Recorder) applyJobs() {
 		}
 		for _, j := range r.sampler.Jobs() {
 			if j.ID == m.id && j.Ended.IsZero() {
-				j.Ended = m.ended
+				j.LogEnded = m.ended // taken once its processes are gone
 			}
 		}
 	}
@@ -255,9 +255,24 @@ func (r *Recorder) sample(ctx context.Context, e collectors.Emitter) error {
 	for _, j := range r.sampler.Jobs() {
 		t.jobs[j.ID] = j.CPUSec - before[j]
 		// The log may never say a job ended (Debian cron logs no END by
-		// default): when none of its processes is left, it has.
+		// default): when none of its processes is left, it has. An end the
+		// log gave counts only then, with the log's time: session lines
+		// come from auth.log and CMD lines from syslog, read apart, and
+		// the VM paired a burner with debian-sa1's session, which closed
+		// at once and ended the burner's run 0.2 s in.
+		if live[j] {
+			j.lastLive = now
+		}
 		if j.Ended.IsZero() && j.Procs > 0 && !live[j] {
 			j.Ended = now
+			// The log's time is finer than a sample, unless processes
+			// were seen alive after it: then it was some other run's end.
+			if j.LogEnded.After(j.lastLive) && j.LogEnded.Before(now) {
+				j.Ended = j.LogEnded
+			}
+		}
+		if j.Ended.IsZero() && j.Procs == 0 && !j.LogEnded.IsZero() {
+			j.Ended = j.LogEnded // ended before any sample saw it
 		}
 		// Never seen live: it exited before the first scan after its log
 		// line (the stock debian-sa1 line on systemd hosts takes ~1 ms).

@@ -218,3 +218,56 @@ func TestSpikeThatTurnsToMemoryIsWrittenAtOnce(t *testing.T) {
 		t.Fatalf("last record %s %s; want a snapshot saying memory", last.Kind, last.Data)
 	}
 }
+
+// An end the log gives while the run's processes still run is not taken:
+// in the VM a burner's run was paired with the session of debian-sa1
+// (started the same second), which closed at once.
+func TestLogEndWaitsForTheProcesses(t *testing.T) {
+	f := newFakeProc(t, time.Hour)
+	f.add(1, 0, 1, "systemd", "/init.scope", 0, 10)
+	f.add(700, 1, 700, "sh", "/system.slice/cron.service", 0, 1)
+	f.add(701, 700, 700, "yes", "/system.slice/cron.service", 50, 1)
+	f.step(10)
+	r, _, _ := newTestRecorder(t, f, 224)
+	e := &sink{}
+	ctx := context.Background()
+	start := time.Now().Add(-time.Second)
+	r.JobStarted("run-1", "cpuburn.sh", 700, "", start)
+	f.step(60)
+	r.sample(ctx, e)
+	wrongEnd := time.Now()
+	r.JobEnded("run-1", wrongEnd)
+	f.step(60)
+	r.sample(ctx, e)
+	j := r.sampler.Jobs()[0]
+	if !j.Ended.IsZero() {
+		t.Fatalf("run ended at the log's word while its processes ran: %v", j.Ended)
+	}
+	delete(f.procs, 700)
+	delete(f.procs, 701)
+	os.RemoveAll(filepath.Join(f.root, "700"))
+	os.RemoveAll(filepath.Join(f.root, "701"))
+	f.step(10)
+	r.sample(ctx, e)
+	// Seen alive after the log's end: that end was another run's, so the
+	// sample that found the processes gone dates it.
+	if !j.Ended.After(wrongEnd) {
+		t.Errorf("ended %v; want after the wrong log end %v, once the processes were gone", j.Ended, wrongEnd)
+	}
+	// A right log end (after the last sample that saw the run) is taken.
+	f.add(800, 1, 800, "sh", "/system.slice/cron.service", 5, 1)
+	r.JobStarted("run-2", "quick.sh", 800, "", time.Now())
+	f.step(10)
+	r.sample(ctx, e)
+	end := time.Now()
+	r.JobEnded("run-2", end)
+	delete(f.procs, 800)
+	os.RemoveAll(filepath.Join(f.root, "800"))
+	f.step(10)
+	r.sample(ctx, e)
+	for _, j := range r.sampler.Jobs() {
+		if j.ID == "run-2" && !j.Ended.Equal(end) {
+			t.Errorf("run-2 ended %v, want the log's %v", j.Ended, end)
+		}
+	}
+}

@@ -30,16 +30,20 @@ type ProcUse struct {
 
 // JobRun is a run the sampler attributes processes to.
 type JobRun struct {
-	ID     string
-	Job    string
-	PID    int       // cron: the job's sh = its session id; 0 for systemd
-	Unit   string    // systemd: the unit whose cgroup holds it
-	Start  time.Time // from the log line
-	Ended  time.Time // zero while running
-	CPUSec float64   // accumulated over its life
-	Peak   int64     // peak RSS of its processes together
-	Procs  int       // processes seen
-	leader Key
+	ID    string
+	Job   string
+	PID   int       // cron: the job's sh = its session id; 0 for systemd
+	Unit  string    // systemd: the unit whose cgroup holds it
+	Start time.Time // from the log line
+	Ended time.Time // zero while running
+	// LogEnded is the end a log line gave; it is taken only once none of
+	// the run's processes is left.
+	LogEnded time.Time
+	lastLive time.Time // last sample that found one of its processes
+	CPUSec   float64   // accumulated over its life
+	Peak     int64     // peak RSS of its processes together
+	Procs    int       // processes seen
+	leader   Key
 }
 
 type procState struct {
