@@ -48,6 +48,10 @@ const bootSettle = 30 * time.Second
 // add: each is an fdatasync.
 const minSnapshotGap = 2 * time.Second
 
+// memorySnapshotEvery is the snapshot interval while memory is among a
+// spike's reasons.
+const memorySnapshotEvery = 5 * time.Second
+
 // Recorder is the flight recorder collector.
 type Recorder struct {
 	o       Options
@@ -300,7 +304,15 @@ func (r *Recorder) sample(ctx context.Context, e collectors.Emitter) error {
 		// snapshot would have said it was memory (seen in the VM).
 		active, _ := r.det.Active()
 		changed := reasonKinds(r.det.Reasons) != r.snapKinds && now.Sub(r.lastSnapshot) >= minSnapshotGap
-		if active && (changed || now.Sub(r.lastSnapshot) >= r.o.SnapshotEvery) {
+		every := r.o.SnapshotEvery
+		if r.memorySpike() {
+			// Memory is what hangs a machine, within seconds: in the VM's
+			// thrash the agent's last record was 25 s before the last
+			// heartbeat, most of a 30 s snapshot interval. A record is
+			// small; an fdatasync every 5 s is cheap next to that.
+			every = min(every, memorySnapshotEvery)
+		}
+		if active && (changed || now.Sub(r.lastSnapshot) >= every) {
 			r.snapshot(ctx, e, now, incident.KindSnapshot)
 		}
 	}

@@ -271,3 +271,30 @@ func TestLogEndWaitsForTheProcesses(t *testing.T) {
 		}
 	}
 }
+
+// While memory is short the evidence is written every few seconds, not
+// every SnapshotEvery: a thrash hangs the machine within seconds.
+func TestMemorySpikeSnapshotsOften(t *testing.T) {
+	f := newFakeProc(t, time.Hour)
+	f.add(1, 0, 1, "systemd", "/init.scope", 0, 10)
+	f.add(600, 1, 600, "hog", "/system.slice/x.service", 10, 900)
+	f.step(10)
+	r, store, _ := newTestRecorder(t, f, 224) // SnapshotEvery: an hour
+	e := &sink{}
+	ctx := context.Background()
+	r.sample(ctx, e)
+	f.avail = 4
+	f.step(20)
+	r.sample(ctx, e) // onset
+	count := func() int {
+		recs, _, _ := incident.ReadDir(store.Dir())
+		return len(recs)
+	}
+	n := count()
+	r.lastSnapshot = time.Now().Add(-memorySnapshotEvery)
+	f.step(20)
+	r.sample(ctx, e)
+	if count() != n+1 {
+		t.Errorf("no snapshot %s into a memory spike (records %d -> %d)", memorySnapshotEvery, n, count())
+	}
+}
