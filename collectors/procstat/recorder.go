@@ -252,9 +252,10 @@ func (r *Recorder) sample(ctx context.Context, e collectors.Emitter) error {
 			}
 		}
 	}
+	_, memKnown := hs.Metrics["mem_available_pct"]
 	t := tick{t: now, total: total, jobs: map[string]float64{}, top: Top(procs, r.o.TopN),
 		h: correlate.Host{Time: now, CPUBusy: hs.Metrics["cpu_busy_pct"], CPUSteal: hs.Metrics["cpu_steal_pct"],
-			MemAvailPct: hs.Metrics["mem_available_pct"], PSIMemFull: psi.MemFull, PSIMemSome: psi.MemSome, PSICPUSome: psi.CPUSome,
+			MemAvailPct: hs.Metrics["mem_available_pct"], MemKnown: memKnown, PSIMemFull: psi.MemFull, PSIMemSome: psi.MemSome, PSICPUSome: psi.CPUSome,
 			Booting: r.booting(now)}}
 	for _, j := range r.sampler.Jobs() {
 		t.jobs[j.ID] = j.CPUSec - before[j]

@@ -15,9 +15,13 @@ type Host struct {
 	CPUBusy     float64 // % of all CPUs, steal excluded
 	CPUSteal    float64
 	MemAvailPct float64 // MemAvailable / MemTotal
-	PSIMemFull  float64 // avg10 %
-	PSIMemSome  float64
-	PSICPUSome  float64
+	// MemKnown says MemAvailPct was read: 0 is then a real 0 (the VM's
+	// thrash read exactly 0.0%, and the spike "ended" as memory ran out).
+	// Without it 0 means unknown.
+	MemKnown   bool    `json:",omitempty"`
+	PSIMemFull float64 // avg10 %
+	PSIMemSome float64
+	PSICPUSome float64
 	// Booting: the machine is still starting. A boot runs the CPU at 100%
 	// by itself; only memory makes an incident then.
 	Booting bool `json:",omitempty"`
@@ -69,7 +73,7 @@ func (d *Detector) high(h Host) []string {
 	if h.CPUBusy >= d.T.CPUHigh && (d.active || !h.Booting) {
 		r = append(r, fmt.Sprintf("CPU %.0f%% busy", h.CPUBusy))
 	}
-	if h.MemAvailPct > 0 && h.MemAvailPct <= d.T.MemAvailLow {
+	if h.memKnown() && h.MemAvailPct <= d.T.MemAvailLow {
 		r = append(r, fmt.Sprintf("memory available %.1f%%", h.MemAvailPct))
 	}
 	if d.T.PSIMemFull > 0 && h.PSIMemFull >= d.T.PSIMemFull {
@@ -79,8 +83,10 @@ func (d *Detector) high(h Host) []string {
 }
 
 func (d *Detector) low(h Host) bool {
-	return h.CPUBusy < d.T.CPULow && (h.MemAvailPct == 0 || h.MemAvailPct >= d.T.MemAvailHigh) && (d.T.PSIMemFull == 0 || h.PSIMemFull < d.T.PSIMemFull/2)
+	return h.CPUBusy < d.T.CPULow && (!h.memKnown() || h.MemAvailPct >= d.T.MemAvailHigh) && (d.T.PSIMemFull == 0 || h.PSIMemFull < d.T.PSIMemFull/2)
 }
+
+func (h Host) memKnown() bool { return h.MemKnown || h.MemAvailPct > 0 }
 
 // Active reports whether a spike is on, and since when (back-dated to the
 // first high sample of the run that started it).
@@ -100,7 +106,7 @@ func (d *Detector) Observe(h Host) Transition {
 			d.first = h.Time
 		}
 		d.highRun++
-		memory := h.MemAvailPct > 0 && h.MemAvailPct <= d.T.MemAvailLow || d.T.PSIMemFull > 0 && h.PSIMemFull >= d.T.PSIMemFull
+		memory := h.memKnown() && h.MemAvailPct <= d.T.MemAvailLow || d.T.PSIMemFull > 0 && h.PSIMemFull >= d.T.PSIMemFull
 		if d.highRun >= d.T.EnterSamples && h.Time.Sub(d.first) >= d.T.CPUFor || memory {
 			d.active, d.onset, d.Reasons, d.lowRun = true, d.first, r, 0
 			return Onset

@@ -146,3 +146,23 @@ func TestBootAndShortSamples(t *testing.T) {
 		t.Errorf("two samples 5 s apart: %v", got)
 	}
 }
+
+// Memory read as exactly 0% available is exhaustion, not "unknown": the
+// VM's thrash read 0.0% and its spike ended while memory was gone.
+func TestZeroMemoryAvailableKeepsTheSpike(t *testing.T) {
+	d := &Detector{T: DefaultThresholds()}
+	gone := Host{CPUBusy: 5, MemAvailPct: 0, MemKnown: true}
+	var got []Transition
+	for i := 0; i < 6; i++ {
+		gone.Time = t0.Add(time.Duration(i) * time.Second)
+		got = append(got, d.Observe(gone))
+	}
+	if got[0] != Onset {
+		t.Fatalf("0%% available did not start a spike: %v", got)
+	}
+	for _, g := range got[1:] {
+		if g == End {
+			t.Fatalf("the spike ended with no memory left: %v", got)
+		}
+	}
+}
