@@ -76,6 +76,7 @@ type Recorder struct {
 	verdict      correlate.Verdict
 	vmBuf        []byte
 	kernelOnset  Kernel
+	units        map[Key]string // units of the incident's processes, kept when they exit
 }
 
 type jobMsg struct {
@@ -111,7 +112,7 @@ func NewRecorder(o Options) *Recorder {
 		o.Self = os.Getpid()
 	}
 	return &Recorder{o: o, host: host.Collector{ProcRoot: o.ProcRoot}, sampler: NewSampler(o.ProcRoot),
-		det: correlate.Detector{T: o.Thresholds}, psiBuf: make([]byte, 512), wake: make(chan struct{}, 1)}
+		det: correlate.Detector{T: o.Thresholds}, psiBuf: make([]byte, 512), wake: make(chan struct{}, 1), units: map[Key]string{}}
 }
 
 func (r *Recorder) Name() string { return "recorder" }
@@ -376,7 +377,12 @@ func (r *Recorder) decide(onset time.Time) correlate.Verdict {
 	var pl []correlate.ProcUse
 	for k, p := range procs {
 		if p.Job == "" && !p.Agent {
-			p.Unit = r.sampler.Unit(k)
+			// Remembered for the incident: an OOM-killed hog is gone by
+			// the next snapshot, and the VM's verdict then lost its unit.
+			if u := r.sampler.Unit(k); u != "" {
+				r.units[k] = u
+			}
+			p.Unit = r.units[k]
 		}
 		pl = append(pl, *p)
 		memTotal += p.RSSBytes
@@ -415,6 +421,7 @@ func (r *Recorder) onset(ctx context.Context, e collectors.Emitter, now time.Tim
 	_, onset := r.det.Active()
 	r.incident = onset.UTC().Format("20060102T150405Z")
 	r.kernelOnset = ReadKernel(r.o.ProcRoot, &r.vmBuf)
+	r.units = map[Key]string{}
 	r.consoleSaid = ""
 	r.snapshot(ctx, e, now, incident.KindOnset)
 }

@@ -174,6 +174,15 @@ func TestMemorySpikeServiceAndConsole(t *testing.T) {
 	if !strings.Contains(d, `"kernel":{"oom_kills":0,"major_faults":0,"alloc_stalls":0}`) {
 		t.Errorf("no kernel counters: %s", d)
 	}
+	// The hog is OOM-killed; the next snapshot still names its service.
+	delete(f.procs, 500)
+	os.RemoveAll(filepath.Join(f.root, "500"))
+	f.step(100)
+	r.sample(ctx, e)
+	r.snapshot(ctx, e, time.Now(), incident.KindSnapshot)
+	if !strings.HasPrefix(r.verdict.Cause, "service runaway.service") {
+		t.Errorf("after the hog exited: cause %q", r.verdict.Cause)
+	}
 	// The verdict changes (the hog gets a job name, say): a second line.
 	r.lastConsole = time.Time{}
 	r.det.Reasons = append(r.det.Reasons, "memory pressure (PSI full) 40%")
