@@ -164,33 +164,35 @@ func statID(fi os.FileInfo) (uint64, uint64) {
 // never blocks: a log path that is a FIFO blocked open() forever (SIGTERM
 // ignored), and one that links to /dev/zero was read forever.
 func OpenRegular(name string) (*os.File, error) {
+	f, _, err := openRegular(name)
+	return f, err
+}
+
+// openRegular is OpenRegular that also returns the file's stat, which the
+// follower needs for the file's identity.
+func openRegular(name string) (*os.File, os.FileInfo, error) {
 	f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, err
+		return nil, nil, err
 	}
 	if !fi.Mode().IsRegular() {
 		f.Close()
-		return nil, fmt.Errorf("%s is not a regular file (%s): not followed", name, fi.Mode().Type())
+		return nil, nil, fmt.Errorf("%s is not a regular file (%s): not followed", name, fi.Mode().Type())
 	}
-	return f, nil
+	return f, fi, nil
 }
 
 func openFile(name string) (*file, error) {
 	if isCompressed(name) {
 		return openGzip(name)
 	}
-	f, err := OpenRegular(name)
+	f, fi, err := openRegular(name)
 	if err != nil {
-		return nil, err
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
 		return nil, err
 	}
 	dev, ino := statID(fi)
