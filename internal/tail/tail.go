@@ -650,8 +650,9 @@ func (t *Follower) atEOF(ctx context.Context, cur *file, chain []*file, h Handle
 		if err != nil {
 			return cur, chain, false
 		}
-		t.Stats.Rotations.Add(1)
-		return cur, append(chain, nf), true
+		mid := t.between(cur, nf)
+		t.Stats.Rotations.Add(uint64(1 + len(mid)))
+		return cur, append(append(chain, mid...), nf), true
 	}
 	readTo := cur.off + int64(len(cur.buf))
 	if fi.Size() < readTo || !cur.id.matches(cur.r) {
@@ -665,6 +666,72 @@ func (t *Follower) atEOF(ctx context.Context, cur *file, chain []*file, h Handle
 		}
 	}
 	return cur, chain, false
+}
+
+// between finds the files rotated after cur and before live: a follower
+// two or more rotations behind (stopped, starved, or busy with a flood)
+// used to go straight from cur to the file now at the path and never read
+// the ones in the middle. cur is found among the rotated files by inode, or
+// for a compressed rotation by its fingerprint; the younger files after it
+// are the middle ones. When cur is gone from the directory (a rotation
+// count exceeded, or an mv over it) the younger files are those written
+// after cur last was, and a file rotated away before we got to it is lost:
+// that is said and counted.
+func (t *Follower) between(cur, live *file) []*file {
+	sibs := t.siblings()
+	var files []*file
+	at := -1
+	for _, n := range sibs {
+		f, err := openFile(n)
+		if err != nil {
+			continue
+		}
+		if f.osf != nil && f.id.Dev == live.id.Dev && f.id.Ino == live.id.Ino {
+			f.close()
+			continue
+		}
+		isCur := f.osf != nil && f.id.Dev == cur.id.Dev && f.id.Ino == cur.id.Ino
+		if f.osf == nil && cur.id.FPLen > 0 && cur.id.matches(f.r) {
+			isCur = true
+		}
+		if isCur {
+			for _, g := range files {
+				g.close() // older than cur: read before
+			}
+			f.close()
+			files, at = nil, len(sibs)
+			continue
+		}
+		files = append(files, f)
+	}
+	if at >= 0 {
+		return files
+	}
+	var curTime time.Time
+	if cur.osf != nil {
+		if fi, err := cur.osf.Stat(); err == nil {
+			curTime = fi.ModTime()
+		}
+	}
+	var younger []*file
+	for _, f := range files {
+		if f.osf == nil || curTime.IsZero() {
+			f.close() // cannot be placed after cur
+			continue
+		}
+		fi, err := f.osf.Stat()
+		if err != nil || fi.ModTime().Before(curTime) {
+			f.close()
+			continue
+		}
+		younger = append(younger, f)
+	}
+	if len(sibs) > 0 {
+		t.Stats.Gaps.Add(1)
+		t.log.Warn("lines may be missing: the file being read was rotated away before the follower finished it; files rotated out in between cannot be read",
+			zap.String(KeyEvent, "tail_lines_lost"), zap.Int("younger_files_read", len(younger)))
+	}
+	return younger
 }
 
 // refreshID puts a longer fingerprint of the file being read into the

@@ -26,6 +26,10 @@ type harness struct {
 	next   int      // next number to write
 	seen   int      // next number expected
 	atEnd  bool     // start at the end when there is no checkpoint
+	// gate, when set, holds the handler (a starved or busy follower):
+	// each batch waits to receive from it.
+	gate chan struct{}
+	held chan struct{} // told when a batch is held at the gate
 }
 
 func newHarness(t *testing.T) *harness {
@@ -41,6 +45,17 @@ func (h *harness) start() {
 	h.cancel, h.done = cancel, make(chan error, 1)
 	go func() {
 		h.done <- h.f.Run(ctx, func(b []Line, ack func()) error {
+			if h.gate != nil {
+				select {
+				case h.held <- struct{}{}:
+				default:
+				}
+				select {
+				case <-h.gate:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
 			for _, l := range b {
 				l.Data = append([]byte(nil), l.Data...)
 				h.lines <- l
@@ -57,7 +72,7 @@ func (h *harness) stop() {
 		return
 	}
 	h.cancel()
-	if err := <-h.done; err != nil {
+	if err := <-h.done; err != nil && err != context.Canceled {
 		h.t.Errorf("Run: %v", err)
 	}
 	h.cancel = nil
@@ -109,6 +124,78 @@ func (h *harness) expectAll() {
 	case l := <-h.lines:
 		h.t.Fatalf("extra line %q after all %d were seen", l.Data, h.next-1)
 	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+// starved runs fn while the follower is held inside its handler with a
+// batch, then lets it go on.
+func (h *harness) starved(fn func()) {
+	h.t.Helper()
+	h.gate, h.held = make(chan struct{}), make(chan struct{}, 1)
+	gate := h.gate
+	h.write(1)
+	select {
+	case <-h.held:
+	case <-time.After(10 * time.Second):
+		h.t.Fatal("the follower never took the batch")
+	}
+	fn()
+	h.gate = nil
+	close(gate)
+}
+
+// rotate renames the path the way rsyslog's logrotate does (shifting
+// path.N to path.N+1 when shift), writes after to the old file (no HUP
+// yet), then reopens the writer on a new file and writes more.
+func (h *harness) rotate(shift bool, after, more int) {
+	h.t.Helper()
+	if shift {
+		for n := 8; n >= 1; n-- {
+			os.Rename(fmt.Sprintf("%s.%d", h.path, n), fmt.Sprintf("%s.%d", h.path, n+1))
+		}
+	}
+	if err := os.Rename(h.path, h.path+".1"); err != nil {
+		h.t.Fatal(err)
+	}
+	h.write(after)
+	old := h.w
+	h.w = nil
+	h.open()
+	old.Close()
+	h.write(more)
+}
+
+func TestFollowerBehindSeveralRotationsReadsTheMiddleFiles(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		shift     bool
+		rotations int
+		gaps      uint64
+	}{
+		{"logrotate, 2 rotations", true, 2, 0},
+		{"logrotate, 4 rotations", true, 4, 0},
+		// mv syslog syslog.1 twice: the file being read is unlinked; the
+		// middle one is found by its time, and the gap is said.
+		{"mv over the file being read", false, 2, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.open()
+			h.start()
+			h.write(10)
+			h.expectAll()
+			h.starved(func() {
+				h.write(200)
+				for i := 0; i < tc.rotations; i++ {
+					h.rotate(tc.shift, 3, 500)
+				}
+			})
+			h.write(5)
+			h.expectAll()
+			if g := h.f.Stats.Gaps.Load(); g != tc.gaps {
+				t.Errorf("gaps = %d, want %d", g, tc.gaps)
+			}
+		})
 	}
 }
 
