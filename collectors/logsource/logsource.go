@@ -45,7 +45,8 @@ type Options struct {
 	StateDir     string
 	FromStart    bool
 	Location     *time.Location // for traditional timestamps; nil = local
-	// CheckpointEvery throttles checkpoint writes (0 = every batch).
+	// CheckpointEvery is how often the position, written after every
+	// batch, is also fsynced (default 1 s).
 	CheckpointEvery time.Duration
 	PollInterval    time.Duration
 	MaxLineBytes    int

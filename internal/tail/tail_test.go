@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -28,8 +29,9 @@ type harness struct {
 	atEnd  bool     // start at the end when there is no checkpoint
 	// gate, when set, holds the handler (a starved or busy follower):
 	// each batch waits to receive from it.
-	gate chan struct{}
-	held chan struct{} // told when a batch is held at the gate
+	gate    atomic.Pointer[chan struct{}]
+	held    chan struct{} // told when a batch is held at the gate
+	ckEvery time.Duration
 }
 
 func newHarness(t *testing.T) *harness {
@@ -40,18 +42,18 @@ func newHarness(t *testing.T) *harness {
 func (h *harness) start() {
 	h.t.Helper()
 	h.lines = make(chan Line, 100000)
-	h.f = New(Options{Path: h.path, StateDir: h.state, FromStart: !h.atEnd, PollInterval: 50 * time.Millisecond, RotateGrace: 200 * time.Millisecond, MaxLineBytes: 1024})
+	h.f = New(Options{Path: h.path, StateDir: h.state, FromStart: !h.atEnd, PollInterval: 50 * time.Millisecond, RotateGrace: 200 * time.Millisecond, MaxLineBytes: 1024, CheckpointEvery: h.ckEvery})
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel, h.done = cancel, make(chan error, 1)
 	go func() {
 		h.done <- h.f.Run(ctx, func(b []Line, ack func()) error {
-			if h.gate != nil {
+			if g := h.gate.Load(); g != nil {
 				select {
 				case h.held <- struct{}{}:
 				default:
 				}
 				select {
-				case <-h.gate:
+				case <-*g:
 				case <-ctx.Done():
 					return ctx.Err()
 				}
@@ -131,8 +133,9 @@ func (h *harness) expectAll() {
 // batch, then lets it go on.
 func (h *harness) starved(fn func()) {
 	h.t.Helper()
-	h.gate, h.held = make(chan struct{}), make(chan struct{}, 1)
-	gate := h.gate
+	gate := make(chan struct{})
+	h.held = make(chan struct{}, 1)
+	h.gate.Store(&gate)
 	h.write(1)
 	select {
 	case <-h.held:
@@ -140,7 +143,7 @@ func (h *harness) starved(fn func()) {
 		h.t.Fatal("the follower never took the batch")
 	}
 	fn()
-	h.gate = nil
+	h.gate.Store(nil)
 	close(gate)
 }
 
@@ -435,6 +438,33 @@ func TestResume(t *testing.T) {
 			h.write(4)
 			h.expectAll()
 		})
+	}
+}
+
+// After kill -9 at most the batch in flight may be read again: the
+// position is written after every acknowledged batch, whatever the fsync
+// interval (it used to be written once per checkpoint_interval, and a kill
+// re-read up to 1,242 lines).
+func TestPositionWrittenAfterEveryBatch(t *testing.T) {
+	h := newHarness(t)
+	h.ckEvery = time.Hour
+	h.open()
+	h.start()
+	for round := 0; round < 3; round++ {
+		h.write(20)
+		h.expectAll()
+		fi, _ := os.Stat(h.path)
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			ck, err := loadCheckpoint(h.state, h.path)
+			if err == nil && ck != nil && ck.Offset == fi.Size() {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: checkpoint %+v, want offset %d", round, ck, fi.Size())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
 }
 
