@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -107,8 +108,10 @@ type Stats struct {
 	Records    atomic.Uint64
 	Events     atomic.Uint64
 	SinkErrors atomic.Uint64
-	LastWrite  atomic.Int64 // unix nanoseconds
-	Reloads    atomic.Uint64
+	// SinkDropped counts records a failing sink's full backlog gave up.
+	SinkDropped atomic.Uint64
+	LastWrite   atomic.Int64 // unix nanoseconds
+	Reloads     atomic.Uint64
 }
 
 // Stats returns the live counters.
@@ -224,6 +227,9 @@ func (a *Agent) statusLine(p *Pipeline) string {
 	if n := a.stats.SinkErrors.Load(); n > 0 {
 		s += fmt.Sprintf(", %d sink errors", n)
 	}
+	if n := a.stats.SinkDropped.Load(); n > 0 {
+		s += fmt.Sprintf(", %d records dropped by a failing sink", n)
+	}
 	a.downMu.Lock()
 	names := make([]string, 0, len(a.down))
 	for n := range a.down {
@@ -231,7 +237,11 @@ func (a *Agent) statusLine(p *Pipeline) string {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		s += fmt.Sprintf("; %s DOWN, restarting: %s", n, a.down[n])
+		verb := "restarting"
+		if strings.HasPrefix(n, "sink ") {
+			verb = "retrying"
+		}
+		s += fmt.Sprintf("; %s DOWN, %s: %s", n, verb, a.down[n])
 	}
 	a.downMu.Unlock()
 	return s
