@@ -9,8 +9,10 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/crc32"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -55,6 +57,7 @@ type Store struct {
 	seq      uint64
 	bootID   string
 	bootTime int64
+	torn     bool // the last write left bytes that could not be cut back
 }
 
 // FileName is the live file; rotated ones are FileName.1, .2 ...
@@ -122,32 +125,75 @@ func (s *Store) Append(kind, incident string, t time.Time, data any, sync bool) 
 	line := make([]byte, 0, len(body)+10)
 	line = append(line, fmt.Sprintf("%08x ", crc32.Checksum(body, castagnoli))...)
 	line = append(append(line, body...), '\n')
+	var rotErr error
 	if s.size+int64(len(line)) > s.maxBytes && s.size > 0 {
-		if err := s.rotate(); err != nil {
-			return r, err
-		}
+		// A failed rotation keeps the record in the live file: a file over
+		// its bound is better than evidence lost.
+		rotErr = s.rotate()
 	}
-	if _, err := s.f.Write(line); err != nil {
+	if s.torn {
+		// The last write's bytes could not be cut back: start on a new
+		// line, so only that one record fails its checksum.
+		line = append([]byte{'\n'}, line...)
+	}
+	n, err := s.f.Write(line)
+	if err != nil {
+		// ENOSPC: cut the short write back, or the next record glued onto
+		// it and both failed their checksum ("torn by a crash").
+		if n > 0 {
+			if terr := s.f.Truncate(s.size); terr != nil {
+				s.torn, s.size = true, s.size+int64(n)
+			}
+		}
+		s.seq-- // not written: the next record takes its number
 		return r, err
 	}
+	s.torn = false
 	s.size += int64(len(line))
 	if sync {
 		if err := fdatasync(s.f); err != nil {
 			return r, err
 		}
 	}
+	if rotErr != nil {
+		return r, &RotateError{Err: rotErr}
+	}
 	return r, nil
 }
 
+// RotateError says the store could not rotate; the record was still
+// written, to the live file.
+type RotateError struct{ Err error }
+
+func (e *RotateError) Error() string {
+	return "rotate incident store (the record was kept in the live file): " + e.Err.Error()
+}
+func (e *RotateError) Unwrap() error { return e.Err }
+
+// rotate shifts the files and opens a new live one. An error leaves the
+// current live file open for writing.
 func (s *Store) rotate() error {
-	s.f.Close()
 	base := filepath.Join(s.dir, FileName)
-	os.Remove(fmt.Sprintf("%s.%d", base, s.keep))
-	for i := s.keep - 1; i >= 1; i-- {
-		os.Rename(fmt.Sprintf("%s.%d", base, i), fmt.Sprintf("%s.%d", base, i+1))
+	notGone := func(err error) bool { return err != nil && !errors.Is(err, fs.ErrNotExist) }
+	if err := os.Remove(fmt.Sprintf("%s.%d", base, s.keep)); notGone(err) {
+		return err
 	}
-	os.Rename(base, base+".1")
-	return s.open()
+	for i := s.keep - 1; i >= 1; i-- {
+		if err := os.Rename(fmt.Sprintf("%s.%d", base, i), fmt.Sprintf("%s.%d", base, i+1)); notGone(err) {
+			return err
+		}
+	}
+	if err := os.Rename(base, base+".1"); err != nil {
+		return err
+	}
+	old := s.f
+	if err := s.open(); err != nil {
+		// The renamed file is still open: keep writing there, where
+		// ReadDir still finds it.
+		return err
+	}
+	old.Close()
+	return nil
 }
 
 // Close closes the file.

@@ -2,11 +2,15 @@ package incident
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ec2diag/ec2diag/internal/testkit"
 )
 
 func TestAppendReadTornRotate(t *testing.T) {
@@ -107,5 +111,63 @@ func TestStoreDoesNotFollowALink(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(victim); len(b) != 0 {
 		t.Errorf("wrote %d bytes through the link", len(b))
+	}
+}
+
+// After ENOSPC the next good record is readable: the short write used to
+// stay in the file with the next record appended onto it, both failing
+// their checksum as if torn by a crash.
+func TestFullDiskLosesOnlyTheRecordThatDidNotFit(t *testing.T) {
+	dir := testkit.SmallFS(t, "256k")
+	s, err := Open(dir, 1<<20, 2, "boot-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	pad := map[string]string{"pad": strings.Repeat("x", 3000)}
+	if _, err := s.Append(KindOnset, "inc-1", time.Now(), pad, true); err != nil {
+		t.Fatal(err)
+	}
+	free := testkit.FillFS(t, dir, 1000)
+	if _, err := s.Append(KindSnapshot, "inc-1", time.Now(), pad, true); err == nil {
+		t.Fatal("a 3 KB record fitted in 1 KB")
+	}
+	free()
+	if _, err := s.Append(KindEnd, "inc-1", time.Now(), pad, true); err != nil {
+		t.Fatal(err)
+	}
+	recs, bad, err := ReadDir(dir)
+	if err != nil || bad != 0 || len(recs) != 2 || recs[1].Kind != KindEnd || recs[1].Seq != 2 {
+		t.Fatalf("read %d records, %d damaged, %v; want onset and end, none damaged, end numbered 2", len(recs), bad, err)
+	}
+}
+
+// A rotation that cannot shift the files keeps writing the live file: it
+// used to ignore the errors and rename the live file over .1, losing it.
+func TestFailedRotationLosesNothing(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, 400, 3, "boot-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	pad := map[string]string{"pad": strings.Repeat("x", 200)}
+	for i := 0; i < 3; i++ { // one record each in live, .1 and .2
+		s.Append(KindSnapshot, "inc-1", time.Now(), pad, false)
+	}
+	// .3 cannot be removed nor renamed over.
+	os.MkdirAll(filepath.Join(dir, FileName+".3", "x"), 0o755)
+	var rotErr *RotateError
+	for i := 3; i < 6; i++ {
+		if _, err := s.Append(KindSnapshot, "inc-1", time.Now(), pad, false); err != nil && !errors.As(err, &rotErr) {
+			t.Fatal(err)
+		}
+	}
+	if rotErr == nil {
+		t.Error("the failed rotation was not reported")
+	}
+	recs, bad, _ := ReadDir(dir)
+	if len(recs) != 6 || bad != 0 {
+		t.Fatalf("read %d records (%d damaged), want all 6", len(recs), bad)
 	}
 }

@@ -267,3 +267,34 @@ func (l *Lines) CountLines(s string) int {
 	}
 	return n
 }
+
+// SmallFS mounts a tmpfs of the given size (like "256k") on a fresh
+// directory, for tests of a real full disk; it skips where mounting is not
+// allowed (not root).
+func SmallFS(t testing.TB, size string) string {
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
+		t.Skipf("cannot mount a tmpfs here (%v): the full-disk test needs root", err)
+	}
+	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	return dir
+}
+
+// FillFS fills the filesystem holding dir until about leave bytes are
+// free, and returns a func that frees the space again.
+func FillFS(t testing.TB, dir string, leave int64) func() {
+	p := filepath.Join(dir, ".filler")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := f.Write(make([]byte, 4096)); err != nil {
+			break
+		}
+	}
+	fi, _ := f.Stat()
+	f.Truncate(max(0, fi.Size()-leave))
+	f.Close()
+	return func() { os.Remove(p) }
+}

@@ -8,21 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/ec2diag/ec2diag/collectors"
+	"github.com/ec2diag/ec2diag/internal/testkit"
 )
-
-// A real full filesystem: a 256 KiB tmpfs (root only; skipped elsewhere).
-func smallFS(t *testing.T) string {
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=256k"); err != nil {
-		t.Skipf("cannot mount a tmpfs here (%v): the ENOSPC test needs root", err)
-	}
-	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
-	return dir
-}
 
 func batch(from, n int) []collectors.Record {
 	out := make([]collectors.Record, n)
@@ -37,7 +27,7 @@ func batch(from, n int) []collectors.Record {
 // bufio.Writer kept its first error, so the sink never wrote again, and the
 // short write stayed in the file with the next batch glued onto it.)
 func TestFullDiskLeavesWholeLinesAndRecovers(t *testing.T) {
-	dir := smallFS(t)
+	dir := testkit.SmallFS(t, "256k")
 	s, err := Open(filepath.Join(dir, "events.jsonl"))
 	if err != nil {
 		t.Fatal(err)
@@ -47,15 +37,7 @@ func TestFullDiskLeavesWholeLinesAndRecovers(t *testing.T) {
 	if err := s.Write(ctx, batch(0, 10)); err != nil {
 		t.Fatal(err)
 	}
-	filler, _ := os.Create(filepath.Join(dir, "filler"))
-	for {
-		if _, err := filler.Write(make([]byte, 4096)); err != nil {
-			break
-		}
-	}
-	filler.Sync()
-	// A few bytes are free at most: the next batch cannot fit.
-	filler.Truncate(mustSize(t, filler) - 1000)
+	free := testkit.FillFS(t, dir, 1000) // the next batch cannot fit
 	if err := s.Write(ctx, batch(10, 20)); err == nil {
 		t.Fatal("a 5 KB batch fitted in 1 KB")
 	}
@@ -63,8 +45,7 @@ func TestFullDiskLeavesWholeLinesAndRecovers(t *testing.T) {
 	if len(lines) != 10 {
 		t.Fatalf("after ENOSPC the file has %d whole records, want the first 10 and no partial batch", len(lines))
 	}
-	filler.Close()
-	os.Remove(filepath.Join(dir, "filler"))
+	free()
 	if err := s.Write(ctx, batch(10, 20)); err != nil {
 		t.Fatalf("retry with space back: %v", err)
 	}
@@ -77,14 +58,6 @@ func TestFullDiskLeavesWholeLinesAndRecovers(t *testing.T) {
 			t.Fatalf("record %d is %q", i, l)
 		}
 	}
-}
-
-func mustSize(t *testing.T, f *os.File) int64 {
-	fi, err := f.Stat()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fi.Size()
 }
 
 // readLines parses every line; a torn or glued one fails the test.
