@@ -33,6 +33,11 @@ type Pipeline struct {
 	Sinks      []Sink
 	// Describe is a short human summary for STATUS= ("tailing /var/log/syslog").
 	Describe string
+	// Activate, if set, runs after the previous pipeline stopped and before
+	// this one starts: the place to change state that outlives a reload
+	// (the flight recorder's settings), never touched while two pipelines
+	// exist.
+	Activate func()
 }
 
 // Builder turns a config into a pipeline; it validates and opens what must
@@ -137,6 +142,9 @@ func (a *Agent) Run(ctx context.Context, cfg config.Config, hup <-chan struct{})
 	if err != nil {
 		return fmt.Errorf("build pipeline: %w", err)
 	}
+	if p.Activate != nil {
+		p.Activate()
+	}
 	cur := a.start(ctx, p)
 	if a.OnConfig != nil {
 		a.OnConfig(cfg)
@@ -176,6 +184,9 @@ func (a *Agent) Run(ctx context.Context, cfg config.Config, hup <-chan struct{})
 				continue
 			}
 			cur.stop(a.ShutdownTimeout)
+			if np.Activate != nil {
+				np.Activate()
+			}
 			p, cur = np, a.start(ctx, np)
 			if a.OnConfig != nil {
 				a.OnConfig(ncfg)

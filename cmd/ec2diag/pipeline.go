@@ -34,39 +34,89 @@ import (
 	"go.uber.org/zap"
 )
 
+// resources outlive a reload: the flight recorder with the incident in
+// progress and its job runs, the store it writes (one sequence of record
+// numbers), the log recogniser's open job runs, the CloudWatch spool and
+// the ethtool socket. A reload used to build all of them anew while the
+// old ones still ran: the incident in progress got no end (reported after
+// the next boot as a hang), a second store wrote its own sequence numbers
+// into the same file, the new spool deleted temporary files the old sink
+// was about to rename, and a rejected reload leaked what it had opened.
+// They are made by the first build and closed when the agent exits.
+type resources struct {
+	store      *incident.Store
+	rec        *procstat.Recorder
+	namer      *jobs.Namer
+	recognize  logsource.Recognizer
+	spool      *spool.Spool
+	stats      nethealth.StatsFunc
+	closeStats func()
+	statsErr   error
+	statsTried bool
+}
+
+func (r *resources) Close() {
+	if r.closeStats != nil {
+		r.closeStats()
+	}
+	if r.store != nil {
+		r.store.Close()
+	}
+}
+
 // builder turns a config into collectors and sinks. It opens files so that
-// a reload with an unusable path fails before the old pipeline stops.
-func builder(log *zap.Logger, print bool, id *imds.Identity) agent.Builder {
-	return func(ctx context.Context, cfg config.Config) (*agent.Pipeline, error) {
+// a reload with an unusable path fails before the old pipeline stops; what
+// a rejected build opened is closed again.
+func builder(log *zap.Logger, print bool, id *imds.Identity, res *resources) agent.Builder {
+	return func(ctx context.Context, cfg config.Config) (_ *agent.Pipeline, err error) {
 		p := &agent.Pipeline{}
 		var desc []string
+		var undo []func()
+		defer func() {
+			if err != nil {
+				for _, u := range undo {
+					u()
+				}
+			}
+		}()
 
-		store, err := incident.Open(cfg.StateDir, cfg.Incidents.MaxFileBytes, cfg.Incidents.KeepFiles, incident.BootID("/proc"))
-		if err != nil {
-			return nil, err
+		if res.store == nil {
+			store, err := incident.Open(cfg.StateDir, cfg.Incidents.MaxFileBytes, cfg.Incidents.KeepFiles, incident.BootID("/proc"))
+			if err != nil {
+				return nil, err
+			}
+			res.store = store
 		}
 		sp := cfg.Spikes
-		rec := procstat.NewRecorder(procstat.Options{
+		ro := procstat.Options{
 			Interval: cfg.Host.Interval.D(), FastInterval: sp.FastInterval.D(), SnapshotEvery: sp.SnapshotEvery.D(),
-			JobWindow: sp.JobWindow.D(), TopN: sp.TopProcesses, Store: store, Console: sp.Console, BootGrace: sp.BootGrace.D(),
+			JobWindow: sp.JobWindow.D(), TopN: sp.TopProcesses, Store: res.store, Console: sp.Console, BootGrace: sp.BootGrace.D(),
 			Thresholds: correlate.Thresholds{CPUHigh: sp.CPUHigh, CPULow: sp.CPULow, EnterSamples: sp.EnterSamples,
 				ExitSamples: sp.ExitSamples, MemAvailLow: sp.MemAvailableLow, MemAvailHigh: sp.MemAvailableHigh, PSIMemFull: sp.PSIMemoryFull,
 				// Samples taken early (a job started, a PSI trigger fired)
 				// must not make a sustained spike out of a short burst.
 				CPUFor: time.Duration(sp.EnterSamples-1) * cfg.Host.Interval.D() * 9 / 10},
 			Log: func(msg string, err error) { log.Named("recorder").Warn(msg, zap.Error(err)) },
-		})
-		p.Collectors = append(p.Collectors, rec)
-		p.Sinks = append(p.Sinks, closer{name: "incident store", close: store.Close})
+		}
+		var rules []jobs.NameRule
+		for _, n := range cfg.Jobs.Names {
+			rules = append(rules, jobs.NameRule{Pattern: regexp.MustCompile(n.Pattern), Name: n.Name}) // validated by config
+		}
+		if res.rec == nil {
+			res.rec = procstat.NewRecorder(ro)
+			res.namer = &jobs.Namer{Rules: rules}
+			res.recognize = recognizer(res.namer, res.rec)
+		}
+		p.Activate = func() {
+			res.rec.Reconfigure(ro)
+			res.namer.Rules = rules
+		}
+		p.Collectors = append(p.Collectors, res.rec)
 		desc = append(desc, fmt.Sprintf("sampling every %s", cfg.Host.Interval.D()))
 
 		loc, err := cfg.Syslog.Location()
 		if err != nil {
 			return nil, err
-		}
-		namer := &jobs.Namer{}
-		for _, n := range cfg.Jobs.Names {
-			namer.Rules = append(namer.Rules, jobs.NameRule{Pattern: regexp.MustCompile(n.Pattern), Name: n.Name}) // validated by config
 		}
 		useJournal := logsource.UseJournal(cfg.Syslog.Source, cfg.Syslog.Files)
 		src := logsource.New(logsource.Options{
@@ -74,18 +124,26 @@ func builder(log *zap.Logger, print bool, id *imds.Identity) agent.Builder {
 			Location: loc, CheckpointEvery: cfg.Syslog.CheckpointInterval.D(), PollInterval: cfg.Syslog.PollInterval.D(),
 			MaxLineBytes: cfg.Syslog.MaxLineBytes, JournalProbe: cfg.Syslog.JournalProbe.D(), Log: log.Named("logsource"),
 		})
-		p.Collectors = append(p.Collectors, &logsource.Collector{Source: src, StatsInterval: cfg.Sinks.SummaryInterval.D(), Recognize: recognizer(namer, rec)})
+		p.Collectors = append(p.Collectors, &logsource.Collector{Source: src, StatsInterval: cfg.Sinks.SummaryInterval.D(), Recognize: res.recognize})
 		if useJournal {
 			desc = append(desc, "reading the journal")
 		} else {
 			desc = append(desc, "tailing "+strings.Join(cfg.Syslog.Files, ", "))
 		}
 
-		if stats, closeStats, err := nethealth.EthtoolStats(); err == nil {
-			chk := nethealth.NewChecker("/sys", stats)
+		if !res.statsTried {
+			res.statsTried = true
+			res.stats, res.closeStats, res.statsErr = nethealth.EthtoolStats()
+			if res.statsErr != nil {
+				// Without the socket there is no ENA/EFA health: say so
+				// once, rather than drop it without a word.
+				log.Warn("ethtool socket unavailable; ENA/EFA health is not checked", zap.Error(res.statsErr))
+			}
+		}
+		if res.statsErr == nil {
+			chk := nethealth.NewChecker("/sys", res.stats)
 			chk.FullEvery = 10 // identity and evidence-only counters every 5 minutes at defaults
 			p.Collectors = append(p.Collectors, &nethealth.Collector{Checker: chk, Interval: cfg.Host.Interval.D() * 6})
-			p.Sinks = append(p.Sinks, closer{name: "ethtool", close: func() error { closeStats(); return nil }})
 		}
 
 		p.Collectors = append(p.Collectors, &suspend.Collector{Interval: cfg.Host.Interval.D()})
@@ -100,9 +158,8 @@ func builder(log *zap.Logger, print bool, id *imds.Identity) agent.Builder {
 				Check: func(ctx context.Context) []checks.Result { return checks.Run(ctx, checkEnv(ctx, c, *id)) }})
 		}
 		p.Sinks = append(p.Sinks, logsink.New(log.Named("events"), cfg.Sinks.SummaryInterval.D()))
-		cw, err := cloudWatchSink(ctx, cfg, id, log.Named("cloudwatch"))
+		cw, err := cloudWatchSink(ctx, cfg, id, log.Named("cloudwatch"), res)
 		if err != nil {
-			store.Close()
 			return nil, err
 		}
 		if cw != nil {
@@ -112,16 +169,15 @@ func builder(log *zap.Logger, print bool, id *imds.Identity) agent.Builder {
 		if cfg.Sinks.File.Path != "" {
 			s, err := jsonl.Open(cfg.Sinks.File.Path)
 			if err != nil {
-				store.Close()
 				return nil, err
 			}
+			undo = append(undo, func() { s.Close(context.Background()) })
 			p.Sinks = append(p.Sinks, s)
 			desc = append(desc, "file sink "+cfg.Sinks.File.Path)
 		}
 		if l := cfg.Sinks.Prometheus.Listen; l != "" {
 			ps, err := prom.New(l, func(err error) { log.Error("Prometheus endpoint not available", zap.Error(err)) })
 			if err != nil {
-				store.Close()
 				return nil, err
 			}
 			p.Sinks = append(p.Sinks, ps)
@@ -136,7 +192,7 @@ func builder(log *zap.Logger, print bool, id *imds.Identity) agent.Builder {
 }
 
 // cloudWatchSink builds the publisher, or nil when publishing is off.
-func cloudWatchSink(ctx context.Context, cfg config.Config, id *imds.Identity, log *zap.Logger) (agent.Sink, error) {
+func cloudWatchSink(ctx context.Context, cfg config.Config, id *imds.Identity, log *zap.Logger, res *resources) (agent.Sink, error) {
 	cw := cfg.CloudWatch
 	if cw.Enabled == "false" {
 		return nil, nil
@@ -155,10 +211,17 @@ func cloudWatchSink(ctx context.Context, cfg config.Config, id *imds.Identity, l
 	if err != nil {
 		return nil, err
 	}
-	sp, err := spool.Open(filepath.Join(cfg.StateDir, "spool"), cw.SpoolMaxBytes)
-	if err != nil {
-		return nil, err
+	if res.spool == nil {
+		// Opened once: Open clears temporary files, which an older sink
+		// may still have been about to rename. spool_max_bytes changes
+		// take effect at restart.
+		sp, err := spool.Open(filepath.Join(cfg.StateDir, "spool"), cw.SpoolMaxBytes)
+		if err != nil {
+			return nil, err
+		}
+		res.spool = sp
 	}
+	sp := res.spool
 	dims := []metrics.Dim{{Name: "InstanceId", Value: id.InstanceID}}
 	for _, d := range cw.Dimensions {
 		v := map[string]string{"InstanceType": id.InstanceType, "ImageId": id.ImageID, "AutoScalingGroupName": id.AutoScalingGroup}[d]
@@ -233,13 +296,3 @@ func recognizer(namer *jobs.Namer, rec *procstat.Recorder) logsource.Recognizer 
 		return append([]collectors.Record(nil), out...)
 	}
 }
-
-// closer adapts something that must be closed at shutdown to a Sink.
-type closer struct {
-	name  string
-	close func() error
-}
-
-func (c closer) Name() string                                     { return c.name }
-func (c closer) Write(context.Context, []collectors.Record) error { return nil }
-func (c closer) Close(context.Context) error                      { return c.close() }

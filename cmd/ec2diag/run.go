@@ -79,6 +79,8 @@ func runAgent(ctx context.Context, g *globalFlags, print bool) error {
 		go checkCredentials(ctx, cfg, log)
 	}
 	notifier := sdnotify.Notifier{OnError: func(err error) { log.Debug("sd_notify failed", zap.Error(err)) }}
+	res := &resources{}
+	defer res.Close()
 	a := &agent.Agent{
 		Log:              log,
 		Notify:           notifier,
@@ -86,7 +88,7 @@ func runAgent(ctx context.Context, g *globalFlags, print bool) error {
 		Essential:        []string{"recorder"},
 		WatchdogInterval: sdnotify.WatchdogInterval(),
 		ShutdownTimeout:  cfg.ShutdownTimeout.D(),
-		Build:            builder(log, print, id),
+		Build:            builder(log, print, id, res),
 		Reload: func() (config.Config, error) {
 			c, err := loadConfig(g)
 			if err == nil && c.StateDir != cfg.StateDir {

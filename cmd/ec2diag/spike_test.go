@@ -25,6 +25,7 @@ type spikeEnv struct {
 	state  string
 	kmsg   string
 	agent  *child
+	notify *testkit.NotifySocket
 }
 
 // startSpikeAgent runs the agent on a syslog file of its own, with a CPU
@@ -54,6 +55,7 @@ spikes:
 	ns := testkit.ListenNotify(t)
 	e.agent = startAgent(t, b, []string{"NOTIFY_SOCKET=" + ns.Path}, "--config", cfg, "--state-dir", e.state, "--log-format", "json")
 	ns.Expect(t, "READY=1", 15*time.Second)
+	e.notify = ns
 	return e
 }
 
@@ -343,5 +345,40 @@ func TestIncidentSurvivesSIGKILL(t *testing.T) {
 	}
 	if got == nil || got.End != nil || got.Cause == "" || jobShare(got.Top, "burn.sh") == 0 {
 		t.Fatalf("after SIGKILL mid-spike: %+v", vs)
+	}
+}
+
+// A reload (SIGHUP) mid-spike keeps the flight recorder: the incident in
+// progress goes on under the same id and gets its end, the store keeps one
+// sequence of record numbers. A reload used to build a new recorder and
+// store: the incident got no end (after the next boot, "UNFINISHED ... the
+// spike may have hung it") and a second incident began.
+func TestReloadKeepsTheIncidentInProgress(t *testing.T) {
+	e := startSpikeAgent(t)
+	burner := e.job("/usr/local/bin/burn.sh", burn2)
+	v := e.waitAttributed("burn.sh", 20*time.Second)
+	e.agent.cmd.Process.Signal(syscall.SIGHUP)
+	e.notify.Expect(t, "RELOADING=1", 10*time.Second)
+	e.notify.Expect(t, "READY=1", 10*time.Second)
+	time.Sleep(2 * spikeInterval)
+	syscall.Kill(-burner.Process.Pid, syscall.SIGKILL)
+	burner.Wait()
+	ended := e.waitFor("ended after the reload", 30*time.Second, func(x incidentView) bool { return x.ID == v.ID && x.End != nil })
+	if ended.Unfinished != "" {
+		t.Errorf("incident unfinished: %s", ended.Unfinished)
+	}
+	for _, x := range e.incidents() {
+		if x.ID != v.ID && x.Onset.After(v.Onset) && jobShare(x.Top, "burn.sh") > 0 {
+			t.Errorf("the reload began a second incident for the same burner: %+v", x)
+		}
+	}
+	recs, bad, err := incident.ReadDir(e.state)
+	if err != nil || bad != 0 {
+		t.Fatalf("store: %v, %d damaged", err, bad)
+	}
+	for i := 1; i < len(recs); i++ {
+		if recs[i].Seq <= recs[i-1].Seq {
+			t.Fatalf("record %d has seq %d after %d: two stores wrote the file", i, recs[i].Seq, recs[i-1].Seq)
+		}
 	}
 }

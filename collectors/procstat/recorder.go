@@ -96,6 +96,24 @@ type tick struct {
 
 // NewRecorder builds the recorder; nothing runs until Run.
 func NewRecorder(o Options) *Recorder {
+	o = o.withDefaults()
+	return &Recorder{o: o, host: host.Collector{ProcRoot: o.ProcRoot}, sampler: NewSampler(o.ProcRoot),
+		det: correlate.Detector{T: o.Thresholds}, psiBuf: make([]byte, 512), wake: make(chan struct{}, 1), units: map[Key]string{}}
+}
+
+// Reconfigure applies a reloaded configuration's settings, keeping what
+// the recorder knows: the incident in progress, its job runs, the samples
+// behind it. A reload used to build a new recorder, so the incident in
+// progress never got its end and was reported after the next boot as a
+// hang. Call it only while Run is not running (between pipelines). The
+// store, /proc root and own pid do not change.
+func (r *Recorder) Reconfigure(o Options) {
+	o.Store, o.ProcRoot, o.Self = r.o.Store, r.o.ProcRoot, r.o.Self
+	r.o = o.withDefaults()
+	r.det.T = o.Thresholds
+}
+
+func (o Options) withDefaults() Options {
 	if o.ProcRoot == "" {
 		o.ProcRoot = "/proc"
 	}
@@ -111,8 +129,7 @@ func NewRecorder(o Options) *Recorder {
 	if o.Self == 0 {
 		o.Self = os.Getpid()
 	}
-	return &Recorder{o: o, host: host.Collector{ProcRoot: o.ProcRoot}, sampler: NewSampler(o.ProcRoot),
-		det: correlate.Detector{T: o.Thresholds}, psiBuf: make([]byte, 512), wake: make(chan struct{}, 1), units: map[Key]string{}}
+	return o
 }
 
 func (r *Recorder) Name() string { return "recorder" }
