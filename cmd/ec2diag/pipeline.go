@@ -91,6 +91,7 @@ func builder(log *zap.Logger, print bool, id *imds.Identity, res *resources) age
 		ro := procstat.Options{
 			Interval: cfg.Host.Interval.D(), FastInterval: sp.FastInterval.D(), SnapshotEvery: sp.SnapshotEvery.D(),
 			JobWindow: sp.JobWindow.D(), TopN: sp.TopProcesses, Store: res.store, Console: sp.Console, BootGrace: sp.BootGrace.D(),
+			CronParents: cfg.Jobs.CronParents,
 			Thresholds: correlate.Thresholds{CPUHigh: sp.CPUHigh, CPULow: sp.CPULow, EnterSamples: sp.EnterSamples,
 				ExitSamples: sp.ExitSamples, MemAvailLow: sp.MemAvailableLow, MemAvailHigh: sp.MemAvailableHigh, PSIMemFull: sp.PSIMemoryFull,
 				// Samples taken early (a job started, a PSI trigger fired)

@@ -51,12 +51,23 @@ spikes:
   fast_interval: %s
   snapshot_every: 1s
   console: %s
-`, spikeInterval, e.syslog, spikeInterval, e.kmsg))
+jobs:
+  # e.job's shells are children of this test process, which plays cron.
+  cron_parents: [cron, %s]
+`, spikeInterval, e.syslog, spikeInterval, e.kmsg, selfComm(t)))
 	ns := testkit.ListenNotify(t)
 	e.agent = startAgent(t, b, []string{"NOTIFY_SOCKET=" + ns.Path}, "--config", cfg, "--state-dir", e.state, "--log-format", "json")
 	ns.Expect(t, "READY=1", 15*time.Second)
 	e.notify = ns
 	return e
+}
+
+func selfComm(t *testing.T) string {
+	b, err := os.ReadFile("/proc/self/comm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // job starts sh -c script as a session leader, as cron's grandchild is, and

@@ -31,6 +31,9 @@ type Options struct {
 	Console  string
 	TopN     int
 	RingSize int
+	// CronParents are the names a cron job's parent may have (default
+	// DefaultTrustedParents).
+	CronParents []string
 	// BootGrace: for at most this long after boot, CPU alone makes no
 	// incident while the boot is in progress (until systemd logs "Startup
 	// finished", plus bootSettle). 0: no boot rule.
@@ -61,9 +64,10 @@ type Recorder struct {
 	ring    []tick
 	psiBuf  []byte
 
-	mu      sync.Mutex
-	pending []jobMsg
-	wake    chan struct{}
+	mu             sync.Mutex
+	pending        []jobMsg
+	pendingDropped uint64
+	wake           chan struct{}
 
 	bootDone time.Time // systemd's "Startup finished" of this boot (under mu)
 
@@ -78,6 +82,21 @@ type Recorder struct {
 	kernelOnset  Kernel
 	units        map[Key]string // units of the incident's processes, kept when they exit
 }
+
+// queue hands a job message to the sampling goroutine, within maxPending:
+// a flood of start lines (anyone can log them) is counted, not kept.
+func (r *Recorder) queue(m jobMsg) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.pending) >= maxPending {
+		r.pendingDropped++
+		return
+	}
+	r.pending = append(r.pending, m)
+}
+
+// maxPending bounds the job messages queued between two samples.
+const maxPending = 4 * MaxJobs
 
 type jobMsg struct {
 	run    *JobRun
@@ -97,8 +116,12 @@ type tick struct {
 // NewRecorder builds the recorder; nothing runs until Run.
 func NewRecorder(o Options) *Recorder {
 	o = o.withDefaults()
-	return &Recorder{o: o, host: host.Collector{ProcRoot: o.ProcRoot}, sampler: NewSampler(o.ProcRoot),
+	r := &Recorder{o: o, host: host.Collector{ProcRoot: o.ProcRoot}, sampler: NewSampler(o.ProcRoot),
 		det: correlate.Detector{T: o.Thresholds}, psiBuf: make([]byte, 512), wake: make(chan struct{}, 1), units: map[Key]string{}}
+	if len(o.CronParents) > 0 {
+		r.sampler.TrustedParents = o.CronParents
+	}
+	return r
 }
 
 // Reconfigure applies a reloaded configuration's settings, keeping what
@@ -111,6 +134,9 @@ func (r *Recorder) Reconfigure(o Options) {
 	o.Store, o.ProcRoot, o.Self = r.o.Store, r.o.ProcRoot, r.o.Self
 	r.o = o.withDefaults()
 	r.det.T = o.Thresholds
+	if len(o.CronParents) > 0 {
+		r.sampler.TrustedParents = o.CronParents
+	}
 }
 
 func (o Options) withDefaults() Options {
@@ -137,25 +163,19 @@ func (r *Recorder) Name() string { return "recorder" }
 // JobStarted tells the recorder about a job run seen in the logs; it
 // samples at once so that a short job's processes are found live.
 func (r *Recorder) JobStarted(id, job string, pid int, unit string, start time.Time) {
-	r.mu.Lock()
-	r.pending = append(r.pending, jobMsg{run: &JobRun{ID: id, Job: job, PID: pid, Unit: unit, Start: start}})
-	r.mu.Unlock()
+	r.queue(jobMsg{run: &JobRun{ID: id, Job: job, PID: pid, Unit: unit, Start: start}})
 	r.nudge()
 }
 
 // JobEnded marks a run ended (from its log line).
 func (r *Recorder) JobEnded(id string, at time.Time) {
-	r.mu.Lock()
-	r.pending = append(r.pending, jobMsg{id: id, ended: at})
-	r.mu.Unlock()
+	r.queue(jobMsg{id: id, ended: at})
 }
 
 // JobCancelled forgets a run that turned out not to be a job (a systemd
 // unit that started and keeps running is a service).
 func (r *Recorder) JobCancelled(id string) {
-	r.mu.Lock()
-	r.pending = append(r.pending, jobMsg{id: id, cancel: true})
-	r.mu.Unlock()
+	r.queue(jobMsg{id: id, cancel: true})
 }
 
 // BootFinished tells the recorder that systemd logged "Startup finished"
@@ -222,13 +242,7 @@ func (r *Recorder) applyJobs() {
 	r.mu.Unlock()
 	for _, m := range msgs {
 		if m.run != nil {
-			dup := false
-			for _, j := range r.sampler.Jobs() {
-				dup = dup || j.ID == m.run.ID // a line read again after a restart
-			}
-			if !dup {
-				r.sampler.AddJob(m.run)
-			}
+			r.sampler.AddJob(m.run) // refuses a line read again after a restart
 			continue
 		}
 		if m.cancel {
@@ -410,7 +424,8 @@ func (r *Recorder) decide(onset time.Time) correlate.Verdict {
 			// A run none of whose processes was ever sampled was not seen
 			// running: the stock debian-sa1 line on systemd hosts exits in
 			// a millisecond, and must not read as "running at onset".
-			Active: j.Procs != 0 && (j.Ended.IsZero() || j.Ended.After(onset)), CPUSec: jobCPU[j.ID], TotalCPU: j.CPUSec, PeakRSS: j.Peak})
+			Active: j.Procs != 0 && (j.Ended.IsZero() || j.Ended.After(onset)), CPUSec: jobCPU[j.ID], TotalCPU: j.CPUSec, PeakRSS: j.Peak,
+			Unverified: j.Unverified})
 	}
 	return correlate.Decide(onset, r.o.JobWindow, runs, pl, total, memTotal, r.memorySpike())
 }

@@ -47,6 +47,13 @@ func (f *fakeProc) add(pid, ppid, sid int, comm, cgroup string, perTick uint64, 
 	f.procs[pid] = &fakeP{comm: comm, ppid: ppid, sid: sid, perTick: perTick, rssPages: rssMiB << 20 / int64(os.Getpagesize()), cgroup: cgroup, startedTicks: 100}
 }
 
+// addJob adds a cron job's shell: a session leader started now, a child
+// of parent.
+func (f *fakeProc) addJob(pid, parent int, comm string, perTick uint64) {
+	f.add(pid, parent, pid, comm, "/system.slice/cron.service", perTick, 1)
+	f.procs[pid].startedTicks = uint64(time.Now().Unix()-f.btime) * 100
+}
+
 // step advances the fixture: every process burns its ticks, the host is
 // busyPct busy over 2 CPUs x 500 jiffies.
 func (f *fakeProc) step(busyPct uint64) {
@@ -234,7 +241,8 @@ func TestSpikeThatTurnsToMemoryIsWrittenAtOnce(t *testing.T) {
 func TestLogEndWaitsForTheProcesses(t *testing.T) {
 	f := newFakeProc(t, time.Hour)
 	f.add(1, 0, 1, "systemd", "/init.scope", 0, 10)
-	f.add(700, 1, 700, "sh", "/system.slice/cron.service", 0, 1)
+	f.add(650, 1, 650, "cron", "/system.slice/cron.service", 0, 1)
+	f.addJob(700, 650, "sh", 0)
 	f.add(701, 700, 700, "yes", "/system.slice/cron.service", 50, 1)
 	f.step(10)
 	r, _, _ := newTestRecorder(t, f, 224)
@@ -264,7 +272,7 @@ func TestLogEndWaitsForTheProcesses(t *testing.T) {
 		t.Errorf("ended %v; want after the wrong log end %v, once the processes were gone", j.Ended, wrongEnd)
 	}
 	// A right log end (after the last sample that saw the run) is taken.
-	f.add(800, 1, 800, "sh", "/system.slice/cron.service", 5, 1)
+	f.addJob(800, 650, "sh", 5)
 	r.JobStarted("run-2", "quick.sh", 800, "", time.Now())
 	f.step(10)
 	r.sample(ctx, e)
@@ -305,5 +313,83 @@ func TestMemorySpikeSnapshotsOften(t *testing.T) {
 	r.sample(ctx, e)
 	if count() != n+1 {
 		t.Errorf("no snapshot %s into a memory spike (records %d -> %d)", memorySnapshotEvery, n, count())
+	}
+}
+
+// Anyone can log "CRON[pid]: (root) CMD (backup.sh)": a run the process
+// table does not confirm gets none of the named pid's processes and is
+// never the cause. Here the line names a busy process that started long
+// before it (a victim), one that started with it but under no cron daemon
+// (logger's own child), and one that does not exist.
+func TestForgedCronLineIsNeverTheCause(t *testing.T) {
+	f := newFakeProc(t, time.Hour)
+	f.add(1, 0, 1, "systemd", "/init.scope", 0, 10)
+	f.add(300, 1, 300, "postgres", "/system.slice/postgresql.service", 90, 50)
+	f.add(650, 1, 650, "cron", "/system.slice/cron.service", 0, 1)
+	f.add(660, 1, 660, "bash", "/user.slice/user-1000.slice/session-3.scope", 0, 1)
+	f.addJob(700, 660, "sh", 0)
+	f.step(10)
+	r, _, _ := newTestRecorder(t, f, 224)
+	e := &sink{}
+	ctx := context.Background()
+	now := time.Now()
+	r.JobStarted("forged-victim", "backup.sh", 300, "", now)
+	r.JobStarted("forged-child", "backup.sh", 700, "", now)
+	r.JobStarted("forged-none", "backup.sh", 4242, "", now)
+	for i := 0; i < 6; i++ {
+		f.step(95)
+		r.sample(ctx, e)
+	}
+	for _, j := range r.sampler.Jobs() {
+		if (j.ID == "forged-none") != (j.Unchecked != "") || (j.ID != "forged-none") != (j.Unverified != "") {
+			t.Errorf("run %s: unverified %q, unchecked %q", j.ID, j.Unverified, j.Unchecked)
+		}
+	}
+	if r.verdict.Cause == "" || strings.Contains(r.verdict.Cause, "backup.sh") {
+		t.Fatalf("cause %q: a forged line was blamed", r.verdict.Cause)
+	}
+	if !strings.Contains(r.verdict.Cause, "postgres") {
+		t.Errorf("cause %q, want the busy process", r.verdict.Cause)
+	}
+	for _, b := range r.verdict.Jobs {
+		if want := map[bool]string{true: "coincident", false: "unverified"}[b.ID == "forged-none"]; b.Verdict != want {
+			t.Errorf("run %s: verdict %q, want %s", b.ID, b.Verdict, want)
+		}
+	}
+	for _, p := range r.verdict.Top {
+		if p.Job != "" {
+			t.Errorf("process %d attributed to forged job %s", p.PID, p.Job)
+		}
+	}
+	// The real thing (a session leader under cron, started with the line)
+	// is verified.
+	f.addJob(800, 650, "sh", 0)
+	f.step(10)
+	r.JobStarted("real", "backup.sh", 800, "", time.Now())
+	r.sample(ctx, e)
+	for _, j := range r.sampler.Jobs() {
+		if j.ID == "real" && j.Unverified != "" {
+			t.Errorf("a real cron job was not verified: %s", j.Unverified)
+		}
+	}
+}
+
+// A flood of start lines costs bounded memory: at most MaxJobs runs are
+// tracked, and the rest are counted.
+func TestJobFloodIsBounded(t *testing.T) {
+	f := newFakeProc(t, time.Hour)
+	f.add(1, 0, 1, "systemd", "/init.scope", 0, 10)
+	f.step(10)
+	r, _, _ := newTestRecorder(t, f, 224)
+	e := &sink{}
+	for i := 0; i < 20000; i++ {
+		r.JobStarted(fmt.Sprint("f", i), "backup.sh", 5000+i, "", time.Now())
+	}
+	r.sample(context.Background(), e)
+	if n := len(r.sampler.Jobs()); n > MaxJobs {
+		t.Fatalf("%d runs tracked, want at most %d", n, MaxJobs)
+	}
+	if r.pendingDropped == 0 {
+		t.Error("the flood was not counted")
 	}
 }

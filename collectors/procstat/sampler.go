@@ -2,6 +2,7 @@ package procstat
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ec2diag/ec2diag/internal/escape"
 	"github.com/ec2diag/ec2diag/internal/incident"
 )
 
@@ -44,6 +46,14 @@ type JobRun struct {
 	Peak     int64     // peak RSS of its processes together
 	Procs    int       // processes seen
 	leader   Key
+	// Unverified says why the process table did not confirm the log line
+	// (anyone can write "CRON[pid]: (root) CMD (...)" with logger): such a
+	// run gets no processes and is never blamed.
+	Unverified string
+	// Unchecked says why the line could not be checked (its process was
+	// gone already). Such a run gets no processes either: the session id
+	// of a gone leader may be a daemon's that outlived it.
+	Unchecked string
 }
 
 type procState struct {
@@ -74,7 +84,12 @@ type Sampler struct {
 	bootTime time.Time
 	pageSize int64
 	jobs     []*JobRun
-	cur      []*procState // this scan's processes, in out's order
+	// TrustedParents are the names a cron job's parent may have.
+	TrustedParents []string
+	// JobsRefused and Unverified count runs refused for the MaxJobs bound
+	// and runs the process table did not confirm.
+	JobsRefused, Unverified uint64
+	cur                     []*procState // this scan's processes, in out's order
 	// orphans holds ticks of processes that vanished with their parent
 	// gone: the subreaper or init that reaped them will show them as
 	// cutime growth, which is not its own use.
@@ -89,7 +104,8 @@ type Sampler struct {
 
 // NewSampler reads boot time once (identity uses ticks since boot).
 func NewSampler(root string) *Sampler {
-	s := &Sampler{Root: root, scanner: NewScanner(root), procs: map[Key]*procState{}, byPID: map[int]Key{}, pageSize: int64(os.Getpagesize())}
+	s := &Sampler{Root: root, scanner: NewScanner(root), procs: map[Key]*procState{}, byPID: map[int]Key{}, pageSize: int64(os.Getpagesize()),
+		TrustedParents: DefaultTrustedParents}
 	s.bootTime = readBootTime(root)
 	return s
 }
@@ -109,9 +125,72 @@ func (s *Sampler) StartTime(ticks uint64) time.Time {
 	return s.bootTime.Add(time.Duration(ticks/clkTck)*time.Second + time.Duration(ticks%clkTck)*time.Second/clkTck)
 }
 
+// MaxJobs bounds the runs tracked at once; more are refused and counted.
+const MaxJobs = 512
+
 // AddJob starts attributing processes to r from the next scan on; a
-// process already running in its session counts from now.
-func (s *Sampler) AddJob(r *JobRun) { s.jobs = append(s.jobs, r) }
+// process already running in its session counts from now. A cron run is
+// first checked against the process table (Verify). It reports false when
+// the run is refused: already tracked (a line read again), or too many.
+func (s *Sampler) AddJob(r *JobRun) bool {
+	for _, j := range s.jobs {
+		if j.ID == r.ID {
+			return false
+		}
+	}
+	if len(s.jobs) >= MaxJobs {
+		s.JobsRefused++
+		return false
+	}
+	if r.PID > 0 {
+		why, refuted := s.Verify(r.PID, r.Start)
+		if refuted {
+			r.Unverified = why
+		} else {
+			r.Unchecked = why
+		}
+		if why != "" {
+			// Ended at once: it holds no processes and must not stay
+			// open for minutes (a flood of forged lines kept them all).
+			r.Ended = r.Start
+			s.Unverified++
+		}
+	}
+	s.jobs = append(s.jobs, r)
+	return true
+}
+
+// Verify checks that pid is what a cron job's log line says it is: alive,
+// a session leader started with the line (not an older process whose pid
+// the line names), and a child of a cron daemon (TrustedParents). It
+// returns "" when it is, else why not; refuted says the process table
+// contradicts the line, rather than the process being gone already (the
+// stock debian-sa1 line on systemd hosts exits within a millisecond).
+func (s *Sampler) Verify(pid int, logged time.Time) (why string, refuted bool) {
+	var p, pp Proc
+	if !s.scanner.ReadOne(pid, &p) {
+		return fmt.Sprintf("pid %d was gone before it could be checked", pid), false
+	}
+	if p.SID != pid {
+		return fmt.Sprintf("pid %d is not a session leader", pid), true
+	}
+	if st := s.StartTime(p.Start); st.Before(logged.Add(-5*time.Second)) || st.After(logged.Add(5*time.Second)) {
+		return fmt.Sprintf("pid %d started at %s, not with the log line", pid, st.UTC().Format(time.RFC3339)), true
+	}
+	if !s.scanner.ReadOne(p.PPID, &pp) {
+		return fmt.Sprintf("the parent of pid %d was gone before it could be checked", pid), false
+	}
+	for _, c := range s.TrustedParents {
+		if pp.Comm == c {
+			return "", false
+		}
+	}
+	return fmt.Sprintf("the parent of pid %d is %q, not a cron daemon", pid, escape.Control(pp.Comm)), true
+}
+
+// DefaultTrustedParents are the process names of cron daemons whose
+// children a CMD line may name: Debian's cron, cronie's crond, fcron.
+var DefaultTrustedParents = []string{"cron", "crond", "fcron"}
 
 // Jobs returns the runs being tracked, ended ones included until dropped.
 func (s *Sampler) Jobs() []*JobRun { return s.jobs }
@@ -328,7 +407,7 @@ const creditScans = 3
 // then the cgroup of a systemd unit.
 func (s *Sampler) membership(p *Proc, st *procState, anySystemd bool) *JobRun {
 	for _, r := range s.jobs {
-		if !r.Ended.IsZero() || r.PID == 0 || p.SID != r.PID {
+		if !r.Ended.IsZero() || r.PID == 0 || p.SID != r.PID || r.Unverified != "" || r.Unchecked != "" {
 			continue
 		}
 		// Pid reuse guard: the session leader started with the job.

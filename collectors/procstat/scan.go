@@ -7,6 +7,9 @@ package procstat
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
+	"strconv"
 
 	"golang.org/x/sys/unix"
 )
@@ -80,6 +83,16 @@ func (s *Scanner) Scan(fn func(p *Proc)) error {
 			}
 		}
 	}
+}
+
+// ReadOne reads one process's stat, for the few processes looked at
+// outside a scan.
+func (s *Scanner) ReadOne(pid int, p *Proc) bool {
+	if pid <= 0 {
+		return false
+	}
+	b, err := os.ReadFile(filepath.Join(s.Root, strconv.Itoa(pid), "stat"))
+	return err == nil && s.parseStat(b, p)
 }
 
 // readStat reads PID/stat relative to the open /proc directory.

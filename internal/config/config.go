@@ -161,7 +161,7 @@ func Default() Config {
 			JobWindow: Duration(2 * time.Minute), TopProcesses: 10, Console: "/dev/kmsg", BootGrace: Duration(10 * time.Minute),
 		},
 		Incidents: Incidents{MaxFileBytes: 16 << 20, KeepFiles: 4},
-		Jobs:      Jobs{Names: []JobName{}},
+		Jobs:      Jobs{Names: []JobName{}, CronParents: []string{"cron", "crond", "fcron"}},
 		CloudWatch: CloudWatch{
 			Enabled: "auto", Namespace: "EC2Diag", Period: Duration(time.Minute), Dimensions: []string{},
 			HighResolution: []string{}, HighResolutionPeriod: Duration(10 * time.Second), JobNames: []string{},
@@ -327,6 +327,14 @@ func (c *Config) validate(d *decoder) {
 			bad(fmt.Sprintf("checks.allowed_ami_owners[%d]", i), "want amazon, aws-marketplace or a 12-digit account id, got %q", o)
 		}
 	}
+	if len(c.Jobs.CronParents) == 0 {
+		bad("jobs.cron_parents", "must name at least one cron daemon (default: cron, crond, fcron)")
+	}
+	for i, n := range c.Jobs.CronParents {
+		if n == "" || len(n) > 15 {
+			bad(fmt.Sprintf("jobs.cron_parents[%d]", i), "want a process name of 1 to 15 characters (the kernel's comm), got %q", n)
+		}
+	}
 	for i, n := range c.Jobs.Names {
 		if _, err := regexp.Compile(n.Pattern); err != nil || n.Name == "" {
 			bad(fmt.Sprintf("jobs.names[%d]", i), "want a valid regular expression in pattern and a name, got pattern %q", n.Pattern)
@@ -404,6 +412,10 @@ type Incidents struct {
 // Jobs configures job naming.
 type Jobs struct {
 	Names []JobName `yaml:"names"`
+	// CronParents are the process names (comm) of the cron daemons whose
+	// children a CMD line may name; a line the process table does not
+	// confirm is recorded as unverified and never blamed.
+	CronParents []string `yaml:"cron_parents"`
 }
 
 // JobName maps commands matching Pattern (a regular expression) to Name.

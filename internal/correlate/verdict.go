@@ -18,6 +18,10 @@ type RunUse struct {
 	CPUSec   float64   `json:"cpu_seconds_in_spike"`
 	TotalCPU float64   `json:"cpu_seconds_total"`
 	PeakRSS  int64     `json:"peak_rss_bytes"`
+	// Unverified says why the process table did not confirm the run's
+	// log line (a forged "CRON[pid]: ... CMD" line): such a run gets the
+	// verdict "unverified" and is never the cause.
+	Unverified string `json:"unverified,omitempty"`
 }
 
 // ProcUse is one process's use during the spike window.
@@ -41,7 +45,7 @@ type Blame struct {
 	CPUShare   float64 `json:"cpu_share"`
 	MemShare   float64 `json:"mem_share"`
 	Confidence float64 `json:"confidence"`
-	Verdict    string  `json:"verdict"` // caused, contributed, coincident
+	Verdict    string  `json:"verdict"` // caused, contributed, coincident, unverified
 	Reason     string  `json:"reason"`
 }
 
@@ -105,6 +109,10 @@ func Decide(onset time.Time, window time.Duration, runs []RunUse, procs []ProcUs
 			when = fmt.Sprintf("ran %s before onset", onset.Sub(r.Start).Round(time.Second))
 		}
 		switch {
+		case r.Unverified != "":
+			b.Confidence = 0
+			b.Verdict = "unverified"
+			b.Reason = fmt.Sprintf("%s %s, but its log line is not confirmed by the process table (%s): not blamed", r.Job, when, r.Unverified)
 		case b.Confidence >= 0.5:
 			b.Verdict = "caused"
 			b.Reason = fmt.Sprintf("%s %s and used %.0f%% of the CPU and %.0f%% of the memory of the busiest processes", r.Job, when, 100*b.CPUShare, 100*b.MemShare)
