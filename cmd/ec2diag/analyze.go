@@ -224,6 +224,12 @@ func (a *analysis) print(out, errw io.Writer, namer *jobs.Namer, format string) 
 		fmt.Fprintln(w, textLine(&r))
 	}
 	fmt.Fprintf(errw, "%d files, %d lines, %d not in a known syslog format (kept, not analysed), %d events\n", a.files, a.lines, a.unparsed, len(a.events))
+	if tr.Dropped > 0 || tr.NotKept > 0 {
+		// A flood of start lines nobody ended (forged with logger, or a
+		// log that lost the ends): bounded, and said.
+		fmt.Fprintf(errw, "warning: %d job runs never ended and were given up (more than %d open at once); %d runs not listed (more than %d)\n",
+			tr.Dropped, jobs.MaxOpen, tr.NotKept, jobs.MaxKept)
+	}
 	return nil
 }
 

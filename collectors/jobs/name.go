@@ -118,7 +118,7 @@ func JobName(command string) string {
 }
 
 func splitShell(s string) []string {
-	return strings.FieldsFunc(strings.NewReplacer("&&", "\x00", "||", "\x00", "#012", "\x00").Replace(s), func(r rune) bool {
+	return strings.FieldsFunc(splitter.Replace(s), func(r rune) bool {
 		return r == 0 || r == ';' || r == '|' || r == '(' || r == ')' || r == '\n' || r == '&'
 	})
 }
@@ -141,3 +141,7 @@ func cleanWords(w []string) []string {
 	}
 	return out
 }
+
+// splitter is built once: building it per command was the tracker's
+// largest cost under a flood of CMD lines.
+var splitter = strings.NewReplacer("&&", "\x00", "||", "\x00", "#012", "\x00")
