@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"compress/gzip"
 	"encoding/json"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ec2diag/ec2diag/collectors/jobs"
+	"github.com/ec2diag/ec2diag/internal/escape"
 	"github.com/ec2diag/ec2diag/internal/syslog"
 	"github.com/ec2diag/ec2diag/internal/tail"
 	"github.com/spf13/cobra"
@@ -91,11 +93,15 @@ is printed only when a log line says so: never guessed.
 			}
 			a := &analysis{loc: loc, year: year}
 			for _, f := range files {
-				if err := a.read(f); err != nil {
-					return &exitError{code: exitFailure, err: err}
-				}
+				a.read(f)
 			}
-			return a.print(cmd.OutOrStdout(), cmd.ErrOrStderr(), namer, format)
+			if err := a.print(cmd.OutOrStdout(), cmd.ErrOrStderr(), namer, format); err != nil {
+				return err
+			}
+			if a.failed > 0 {
+				return &exitError{code: exitFailure, err: fmt.Errorf("%d of %d files could not be read (the others were analysed)", a.failed, len(files))}
+			}
+			return nil
 		},
 	}
 	f := c.Flags()
@@ -114,23 +120,40 @@ type analysis struct {
 	lines    int
 	unparsed int
 	files    int
+	long     int   // lines over maxAnalyzeLine, kept to their start
+	nuls     int64 // NUL bytes a crash left, skipped
+	damage   []string
+	failed   int // files that could not be read at all
 }
 
-func (a *analysis) read(name string) error {
+// maxAnalyzeLine is how much of one line is kept; the rest is skipped and
+// counted (a 1 MiB line used to abort the whole analysis).
+const maxAnalyzeLine = 64 << 10
+
+// read adds one file's events. Damage (a truncated .gz, an I/O error) ends
+// that file where it is, keeping what came before, and is reported with
+// the file and offset; other files are read regardless.
+func (a *analysis) read(name string) {
 	f, err := tail.OpenRegular(name)
 	if err != nil {
-		return fmt.Errorf("cannot read %s: %w", name, err)
+		a.failed++
+		a.damage = append(a.damage, fmt.Sprintf("cannot read %s: %v", name, err))
+		return
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return fmt.Errorf("cannot read %s: %w", name, err)
+		a.failed++
+		a.damage = append(a.damage, fmt.Sprintf("cannot read %s: %v", name, err))
+		return
 	}
 	var r io.Reader = f
 	if strings.HasSuffix(name, ".gz") {
 		z, err := gzip.NewReader(f)
 		if err != nil {
-			return fmt.Errorf("cannot read %s: %w", name, err)
+			a.failed++
+			a.damage = append(a.damage, fmt.Sprintf("cannot read %s: %v", name, err))
+			return
 		}
 		defer z.Close()
 		r = z
@@ -140,29 +163,64 @@ func (a *analysis) read(name string) error {
 		anchor = time.Date(a.year, 12, 31, 23, 59, 59, 0, a.loc)
 	}
 	p := &syslog.Parser{Location: a.loc, Anchor: anchor}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	var off int64
-	for sc.Scan() {
-		b := sc.Bytes()
-		a.lines++
-		var l syslog.Line
-		p.Parse(b, &l)
-		if !l.Parsed {
-			a.unparsed++
+	rd := bufio.NewReaderSize(r, 64<<10)
+	var off, start int64 // (decompressed) offset read to, and of the line's first byte
+	line := make([]byte, 0, 4096)
+	over := false
+	for {
+		frag, err := rd.ReadSlice('\n')
+		off += int64(len(frag))
+		if len(line) == 0 && !over {
+			// NULs a crash left before the next line do not count
+			// against the line's length (2 MiB of them hid the line after).
+			k := 0
+			for k < len(frag) && frag[k] == 0 {
+				k++
+			}
+			a.nuls += int64(k)
+			frag, start = frag[k:], start+int64(k)
 		}
-		var ev jobs.Event
-		if jobs.Recognize(&l, &ev) {
-			ev.File, ev.Offset = name, off
-			a.events = append(a.events, ev)
+		switch {
+		case over:
+		case len(line)+len(frag) > maxAnalyzeLine:
+			line, over = append(line, frag[:maxAnalyzeLine-len(line)]...), true
+		default:
+			line = append(line, frag...)
 		}
-		off += int64(len(b)) + 1
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("reading %s: %w", name, err)
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if b := bytes.TrimSuffix(line, []byte("\n")); len(b) > 0 {
+			a.line(p, name, b, start, over)
+		}
+		line, over, start = line[:0], false, off
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			a.damage = append(a.damage, fmt.Sprintf("%s: damaged at offset %d (%v); its lines before that were analysed", name, off, err))
+			break
+		}
 	}
 	a.files++
-	return nil
+}
+
+// line analyses one line; off is where it began.
+func (a *analysis) line(p *syslog.Parser, name string, b []byte, off int64, long bool) {
+	if long {
+		a.long++
+	}
+	a.lines++
+	var l syslog.Line
+	p.Parse(b, &l)
+	if !l.Parsed {
+		a.unparsed++
+	}
+	var ev jobs.Event
+	if jobs.Recognize(&l, &ev) {
+		ev.File, ev.Offset = name, off
+		a.events = append(a.events, ev)
+	}
 }
 
 func (a *analysis) print(out, errw io.Writer, namer *jobs.Namer, format string) error {
@@ -224,6 +282,12 @@ func (a *analysis) print(out, errw io.Writer, namer *jobs.Namer, format string) 
 		fmt.Fprintln(w, textLine(&r))
 	}
 	fmt.Fprintf(errw, "%d files, %d lines, %d not in a known syslog format (kept, not analysed), %d events\n", a.files, a.lines, a.unparsed, len(a.events))
+	if a.long > 0 || a.nuls > 0 {
+		fmt.Fprintf(errw, "warning: %d lines longer than %d bytes (kept to their start), %d NUL bytes skipped (left by a crash)\n", a.long, maxAnalyzeLine, a.nuls)
+	}
+	for _, d := range a.damage {
+		fmt.Fprintf(errw, "warning: %s\n", escape.Control(d))
+	}
 	if tr.Dropped > 0 || tr.NotKept > 0 {
 		// A flood of start lines nobody ended (forged with logger, or a
 		// log that lost the ends): bounded, and said.
