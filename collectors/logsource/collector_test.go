@@ -2,6 +2,7 @@ package logsource
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -83,5 +84,34 @@ func TestLineWrittenRightAfterReadyIsRead(t *testing.T) {
 		if em.seen("before start") {
 			t.Fatalf("run %d: a first start read the file's old content: %q", i, em.msgs)
 		}
+	}
+}
+
+// One followed file that stops stops the source with its error (so the
+// collector is restarted and says why); it used to stop alone, unsaid,
+// while the other files went on.
+func TestOneFileFailingStopsTheSource(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "syslog"), filepath.Join(dir, "auth.log")
+	os.WriteFile(a, []byte("x\n"), 0o644)
+	os.WriteFile(b, []byte("y\n"), 0o644)
+	src := New(Options{Files: []string{a, b}, StateDir: filepath.Join(dir, "state"), FromStart: true, PollInterval: 50 * time.Millisecond})
+	done := make(chan error, 1)
+	go func() {
+		done <- src.Run(context.Background(), func(batch []Entry, ack func()) error {
+			ack()
+			if batch[0].Raw.File == b {
+				return errors.New("handler refused")
+			}
+			return nil
+		})
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "auth.log: handler refused") {
+			t.Fatalf("Run returned %v, want the failing file named", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("one follower failed and the source ran on without it")
 	}
 }

@@ -7,6 +7,8 @@ package logsource
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -128,15 +130,25 @@ func (s *Source) Run(ctx context.Context, h Handler) error {
 	if s.journal != nil {
 		return s.journal.run(ctx, h)
 	}
+	// One follower that stops must not leave the source half-running
+	// (the others went on and the stopped file was never said): stop them
+	// all and return its error, so the collector is restarted.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var wg sync.WaitGroup
 	errs := make(chan error, len(s.followers))
 	for i, f := range s.followers {
 		wg.Add(1)
 		go func(path string, f *tail.Follower) {
 			defer wg.Done()
+			defer func() {
+				if ctx.Err() == nil {
+					cancel()
+				}
+			}()
 			p := &syslog.Parser{Location: s.o.Location, Anchor: anchor(path)}
 			entries := make([]Entry, 0, 64)
-			errs <- f.Run(ctx, func(b []tail.Line, ack func()) error {
+			err := f.Run(ctx, func(b []tail.Line, ack func()) error {
 				entries = entries[:0]
 				for _, l := range b {
 					var e Entry
@@ -149,12 +161,16 @@ func (s *Source) Run(ctx context.Context, h Handler) error {
 				}
 				return h(entries, ack)
 			})
+			if err != nil && !errors.Is(err, context.Canceled) {
+				err = fmt.Errorf("%s: %w", path, err)
+			}
+			errs <- err
 		}(s.o.Files[i], f)
 	}
 	wg.Wait()
 	close(errs)
 	for err := range errs {
-		if err != nil {
+		if err != nil && !errors.Is(err, context.Canceled) {
 			return err
 		}
 	}

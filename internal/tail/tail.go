@@ -73,7 +73,7 @@ type Handler func(batch []Line, ack func()) error
 
 // Stats are cumulative counters, safe to read at any time.
 type Stats struct {
-	Lines, Bytes, Truncated, NULBytes, Rotations, Truncations, Gaps, OpenErrors atomic.Uint64
+	Lines, Bytes, Truncated, NULBytes, Rotations, Truncations, Gaps, OpenErrors, ReadErrors atomic.Uint64
 }
 
 // Follower follows one path. Create with New, then Run once.
@@ -192,7 +192,11 @@ func openRegular(name string) (*os.File, os.FileInfo, error) {
 	return f, fi, nil
 }
 
-func openFile(name string) (*file, error) {
+// openFile opens a file to read; a variable so that a test can make reads
+// fail, which a regular file on a healthy disk never does.
+var openFile = openFileReal
+
+func openFileReal(name string) (*file, error) {
 	if isCompressed(name) {
 		return openGzip(name)
 	}
@@ -257,7 +261,8 @@ func (t *Follower) Run(ctx context.Context, h Handler) error {
 		<-saverDone
 		t.save(true)
 	}()
-	var openErrLogged bool
+	var openErrLogged, readFailed bool
+	var readErrLogged string
 	for {
 		if cur == nil {
 			f, err := openFile(t.o.Path)
@@ -276,16 +281,36 @@ func (t *Follower) Run(ctx context.Context, h Handler) error {
 		}
 		if cur != nil {
 			got, err := t.drain(ctx, cur, h)
+			var re *readError
+			failed := errors.As(err, &re)
+			if failed {
+				// An I/O error on the file stopped it for good, with nothing
+				// in the log. Said once per kind of error, counted, and
+				// retried from the same offset at the next poll: nothing is
+				// skipped.
+				t.Stats.ReadErrors.Add(1)
+				if msg := re.Error(); msg != readErrLogged {
+					readErrLogged = msg
+					t.log.Warn("cannot read log file; retrying at the next poll", zap.String("read_file", cur.name), zap.Int64("offset", re.off), zap.Error(re.err))
+				}
+				got, err = false, nil
+			} else if err == nil && readFailed {
+				readErrLogged = ""
+				t.log.Info("log file readable again", zap.String("read_file", cur.name))
+			}
+			readFailed = failed
 			if err != nil {
 				return err
 			}
 			if got {
 				continue
 			}
-			var switched bool
-			cur, chain, switched = t.atEOF(ctx, cur, chain, h)
-			if switched {
-				continue
+			if !readFailed {
+				var switched bool
+				cur, chain, switched = t.atEOF(ctx, cur, chain, h)
+				if switched {
+					continue
+				}
 			}
 		}
 		t.kick()
@@ -499,14 +524,24 @@ func (t *Follower) drain(ctx context.Context, fl *file, h Handler) (bool, error)
 				return got, err
 			}
 		}
-		if err == io.EOF || n == 0 {
+		if err == io.EOF || (n == 0 && err == nil) {
 			return got, nil
 		}
 		if err != nil {
-			return got, err
+			return got, &readError{off: fl.off + int64(len(fl.buf)), err: err}
 		}
 	}
 }
+
+// readError is a failed read of the file (as opposed to the handler's
+// error, which stops the follower).
+type readError struct {
+	off int64
+	err error
+}
+
+func (e *readError) Error() string { return e.err.Error() }
+func (e *readError) Unwrap() error { return e.err }
 
 // readBuf is the per-file read buffer: large reads make catching up on a
 // big file cheap; it is allocated only while a file is open.
@@ -575,11 +610,12 @@ func (t *Follower) deliver(ctx context.Context, fl *file, h Handler) error {
 // emitLong hands on the start of a line that filled the buffer and skips
 // the rest of it.
 func (t *Follower) emitLong(ctx context.Context, fl *file, h Handler) error {
-	t.Stats.Truncated.Add(1)
-	t.log.Warn("line longer than the buffer; keeping its start", zap.Int("max_line_bytes", t.o.MaxLineBytes), zap.Int64("offset", fl.off))
 	n := len(fl.buf)
 	var err error
 	if !fl.skipping {
+		// Once per line, not once per buffer (a 50 MB line said it 47 times).
+		t.Stats.Truncated.Add(1)
+		t.log.Warn("line longer than the buffer; keeping its start", zap.Int("max_line_bytes", t.o.MaxLineBytes), zap.Int64("offset", fl.off))
 		keep := fl.buf[:min(t.o.MaxLineBytes, n)]
 		err = t.hand(ctx, fl, []Line{{Data: keep, File: fl.name, Offset: fl.off, Truncated: true}}, fl.off+int64(n), h)
 	}

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 type harness struct {
@@ -32,6 +36,7 @@ type harness struct {
 	gate    atomic.Pointer[chan struct{}]
 	held    chan struct{} // told when a batch is held at the gate
 	ckEvery time.Duration
+	log     *zap.Logger
 }
 
 func newHarness(t *testing.T) *harness {
@@ -42,7 +47,7 @@ func newHarness(t *testing.T) *harness {
 func (h *harness) start() {
 	h.t.Helper()
 	h.lines = make(chan Line, 100000)
-	h.f = New(Options{Path: h.path, StateDir: h.state, FromStart: !h.atEnd, PollInterval: 50 * time.Millisecond, RotateGrace: 200 * time.Millisecond, MaxLineBytes: 1024, CheckpointEvery: h.ckEvery})
+	h.f = New(Options{Path: h.path, StateDir: h.state, FromStart: !h.atEnd, PollInterval: 50 * time.Millisecond, RotateGrace: 200 * time.Millisecond, MaxLineBytes: 1024, CheckpointEvery: h.ckEvery, Log: h.log})
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel, h.done = cancel, make(chan error, 1)
 	go func() {
@@ -599,5 +604,83 @@ func TestNonRegularPathsAreNotFollowed(t *testing.T) {
 		if lines != 0 {
 			t.Errorf("%s: %d lines delivered", p, lines)
 		}
+	}
+}
+
+// A line of many buffers is one warning and one truncated line.
+func TestLongLineWarnsOnce(t *testing.T) {
+	core, logs := observer.New(zap.WarnLevel)
+	dir := t.TempDir()
+	p := filepath.Join(dir, "syslog")
+	os.WriteFile(p, []byte("a\n"+strings.Repeat("x", 5*readBuf)+"\nb\n"), 0o644)
+	f := New(Options{Path: p, StateDir: filepath.Join(dir, "st"), FromStart: true, MaxLineBytes: 1024, Log: zap.New(core)})
+	ctx, cancel := context.WithCancel(context.Background())
+	var got []string
+	f.Run(ctx, func(b []Line, ack func()) error {
+		for _, l := range b {
+			got = append(got, string(l.Data[:min(3, len(l.Data))]))
+			if string(l.Data) == "b" {
+				cancel()
+			}
+		}
+		ack()
+		return nil
+	})
+	if n := logs.FilterMessageSnippet("line longer").Len(); n != 1 || f.Stats.Truncated.Load() != 1 {
+		t.Errorf("%d warnings, %d truncated lines; want 1 each", n, f.Stats.Truncated.Load())
+	}
+	if fmt.Sprint(got) != "[a xxx b]" {
+		t.Errorf("lines %v", got)
+	}
+}
+
+// flakyReader fails its reads while fail is set, as a disk with a bad
+// sector does.
+type flakyReader struct {
+	r    io.ReaderAt
+	fail *atomic.Bool
+}
+
+func (f flakyReader) ReadAt(p []byte, off int64) (int, error) {
+	if off > 0 && f.fail.Load() {
+		return 0, syscall.EIO
+	}
+	return f.r.ReadAt(p, off)
+}
+
+// A read error is said once, counted, and retried from the same offset:
+// it used to stop that file for good with nothing in the log.
+func TestReadErrorIsRetriedNotFatal(t *testing.T) {
+	var fail atomic.Bool
+	openFile = func(name string) (*file, error) {
+		f, err := openFileReal(name)
+		if err == nil {
+			f.r = flakyReader{r: f.r, fail: &fail}
+		}
+		return f, err
+	}
+	defer func() { openFile = openFileReal }()
+	core, logs := observer.New(zap.InfoLevel)
+	h := newHarness(t)
+	h.log = zap.New(core)
+	h.open()
+	h.start()
+	h.write(5)
+	h.expectAll()
+	fail.Store(true)
+	h.write(5)
+	time.Sleep(300 * time.Millisecond)
+	h.write(5)
+	time.Sleep(300 * time.Millisecond)
+	fail.Store(false)
+	h.expectAll()
+	if n := logs.FilterMessageSnippet("cannot read log file").Len(); n != 1 {
+		t.Errorf("%d warnings for one error, want 1", n)
+	}
+	if h.f.Stats.ReadErrors.Load() < 2 {
+		t.Errorf("read errors counted %d, want every failed attempt", h.f.Stats.ReadErrors.Load())
+	}
+	if logs.FilterMessageSnippet("readable again").Len() != 1 {
+		t.Error("recovery not said")
 	}
 }
