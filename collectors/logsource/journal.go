@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ec2diag/ec2diag/internal/escape"
 	"github.com/ec2diag/ec2diag/internal/syslog"
 	"github.com/ec2diag/ec2diag/internal/tail"
 	"go.uber.org/zap"
@@ -34,8 +35,10 @@ type journalReader struct {
 	received atomic.Uint64
 	lastCur  atomic.Value // string: cursor of the newest entry received
 	stalls   atomic.Uint64
+	gaps     atomic.Uint64 // cursors journalctl rejected
 	starts   int
 	polling  bool
+	since    time.Time // resume here when a rejected cursor was dropped
 
 	mu        sync.Mutex
 	pending   []*jpending
@@ -118,6 +121,19 @@ func ParseJournalJSON(b []byte) (Entry, error) {
 	return e, nil
 }
 
+// cursorTime is the realtime a journal cursor names (its t= field, hex
+// microseconds), or zero.
+func cursorTime(c string) time.Time {
+	for _, f := range strings.Split(c, ";") {
+		if v, ok := strings.CutPrefix(f, "t="); ok {
+			if us, err := strconv.ParseUint(v, 16, 63); err == nil && us > 0 {
+				return time.UnixMicro(int64(us))
+			}
+		}
+	}
+	return time.Time{}
+}
+
 func (j *journalReader) cursorFile() string { return filepath.Join(j.o.StateDir, "journal.cursor") }
 
 func (j *journalReader) run(ctx context.Context, h Handler) error {
@@ -134,6 +150,22 @@ func (j *journalReader) run(ctx context.Context, h Handler) error {
 		}
 		if errors.Is(err, errStalled) {
 			j.polling = true // from now on: read to the end, wait, repeat
+			continue
+		}
+		if errors.Is(err, errBadCursor) {
+			// A cursor journalctl cannot seek to (a damaged state file)
+			// wedged the source for good: every restart used it again.
+			// Resume at the cursor's own time if it has one (lines of that
+			// second may come twice), else at the journal's end (lines since
+			// the cursor are missed: said and counted).
+			j.mu.Lock()
+			bad := j.committed
+			j.since = cursorTime(bad)
+			j.committed, j.dirty = "", true
+			j.mu.Unlock()
+			j.gaps.Add(1)
+			j.log.Warn("journalctl rejected the saved cursor; starting again without it", zap.String(tail.KeyEvent, "tail_gap"),
+				zap.String("cursor", escape.Control(bad)), zap.Time("resume_since", j.since), zap.Bool("lines_may_be_missing", j.since.IsZero()))
 			continue
 		}
 		if errors.Is(err, errPolled) {
@@ -164,7 +196,7 @@ func (j *journalReader) follow(ctx context.Context, h Handler) error {
 	j.mu.Lock()
 	cur := j.committed
 	j.mu.Unlock()
-	if cur == "" && !j.o.FromStart {
+	if cur == "" && !j.o.FromStart && j.since.IsZero() {
 		// Start at a cursor, not at "--lines 0": a follower restarted
 		// later (after a stall or a crash) must resume exactly here.
 		if base, err := j.newestCursor(ctx); err == nil {
@@ -179,6 +211,8 @@ func (j *journalReader) follow(ctx context.Context, h Handler) error {
 	switch {
 	case cur != "":
 		args = append(args, "--after-cursor", cur, "--no-tail")
+	case !j.since.IsZero():
+		args = append(args, "--since", fmt.Sprintf("@%d", j.since.Unix()), "--no-tail")
 	case j.o.FromStart:
 		args = append(args, "--no-tail")
 	default:
@@ -256,8 +290,13 @@ func (j *journalReader) follow(ctx context.Context, h Handler) error {
 			if j.polling && werr == nil {
 				return errPolled
 			}
+			if cur != "" && strings.Contains(stderr.String(), "Failed to seek to cursor") {
+				return errBadCursor
+			}
 			if werr == nil {
 				werr = fmt.Errorf("journalctl exited: %s", strings.TrimSpace(stderr.String()))
+			} else if msg := strings.TrimSpace(stderr.String()); msg != "" {
+				werr = fmt.Errorf("%w: %s", werr, escape.Control(msg))
 			}
 			return werr
 		}
@@ -265,8 +304,9 @@ func (j *journalReader) follow(ctx context.Context, h Handler) error {
 }
 
 var (
-	errStalled = errors.New("journalctl --follow stopped waking up")
-	errPolled  = errors.New("journal read to the end")
+	errBadCursor = errors.New("journalctl rejected the saved cursor")
+	errStalled   = errors.New("journalctl --follow stopped waking up")
+	errPolled    = errors.New("journal read to the end")
 )
 
 func (j *journalReader) probeInterval() time.Duration {

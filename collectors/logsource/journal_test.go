@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -83,8 +85,57 @@ n=$(awk -v c="\"__CURSOR\":\"$after\"" 'index($0, c) {print NR}' "$E")
 exec tail -n +$((n+1)) -f "$E"
 `
 
+// rejectingJournalctl is workingJournalctl that, like the real one, fails
+// on a cursor it cannot seek to.
+const rejectingJournalctl = `#!/bin/sh
+E="$JOURNAL_ENTRIES"
+case " $* " in
+*" -n 1 "*) tail -n 1 "$E"; exit 0 ;;
+esac
+after=""
+while [ $# -gt 0 ]; do [ "$1" = --after-cursor ] && after="$2"; shift; done
+n=0
+if [ -n "$after" ]; then
+  n=$(awk -v c="\"__CURSOR\":\"$after\"" 'index($0, c) {print NR}' "$E")
+  if [ -z "$n" ]; then echo "Failed to seek to cursor: Invalid argument" >&2; exit 1; fi
+fi
+exec tail -n +$((n+1)) -f "$E"
+`
+
+// A saved cursor journalctl rejects (a damaged state file) used to wedge
+// the journal source for good; now it is dropped, said, counted, and
+// reading goes on from the journal's end.
+func TestJournalRejectedCursorDoesNotWedge(t *testing.T) {
+	if _, err := exec.LookPath("journalctl"); err == nil {
+		// The fake must fail the way the real one does.
+		out, _ := exec.Command("journalctl", "--after-cursor", "garbage", "-n", "1", "--no-pager").CombinedOutput()
+		if !strings.Contains(string(out), "Failed to seek to cursor") {
+			t.Fatalf("the real journalctl says %q for a bad cursor; the reader looks for \"Failed to seek to cursor\"", out)
+		}
+	}
+	src, got := runFakeJournal(t, rejectingJournalctl, "garbage;not-a-cursor")
+	for i := 1; i <= 5; i++ {
+		if c := got[fmt.Sprintf("(root) CMD (job%d)", i)]; c != 1 {
+			t.Errorf("job%d delivered %d times, want once (got %v)", i, c, got)
+		}
+	}
+	if g := src.Stats().Gaps; g != 1 {
+		t.Errorf("gaps %d, want the dropped cursor counted once", g)
+	}
+}
+
+func TestCursorTime(t *testing.T) {
+	c := "s=739ad463348b4ceca5a9e69c95a3c93f;i=4ece7;b=6c7c6013a8674b1b9f6f0c4c6e3b9f8a;m=7e1e9b7a;t=5f0a1b2c3d4e5;x=8e5fdf2d9c9e2c1a"
+	if got := cursorTime(c); got.UnixMicro() != 0x5f0a1b2c3d4e5 {
+		t.Errorf("cursorTime = %v", got)
+	}
+	if !cursorTime("garbage").IsZero() {
+		t.Error("garbage has no time")
+	}
+}
+
 func TestJournalFollowStallIsDetectedAndNothingLost(t *testing.T) {
-	src, got := runFakeJournal(t, stallingJournalctl)
+	src, got := runFakeJournal(t, stallingJournalctl, "c0")
 	for i := 1; i <= 5; i++ {
 		if c := got[fmt.Sprintf("(root) CMD (job%d)", i)]; c != 1 {
 			t.Errorf("job%d delivered %d times, want once (got %v)", i, c, got)
@@ -100,7 +151,7 @@ func TestJournalFollowStallIsDetectedAndNothingLost(t *testing.T) {
 
 // A follower that works is never taken for a stalled one.
 func TestJournalProbeLeavesAWorkingFollowerAlone(t *testing.T) {
-	src, got := runFakeJournal(t, workingJournalctl)
+	src, got := runFakeJournal(t, workingJournalctl, "c0")
 	if len(got) != 5 {
 		t.Errorf("delivered %v, want job1..job5 once", got)
 	}
@@ -109,7 +160,7 @@ func TestJournalProbeLeavesAWorkingFollowerAlone(t *testing.T) {
 	}
 }
 
-func runFakeJournal(t *testing.T, script string) (*Source, map[string]int) {
+func runFakeJournal(t *testing.T, script, cursor string) (*Source, map[string]int) {
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "bin")
 	os.MkdirAll(bin, 0o755)
@@ -125,7 +176,7 @@ func runFakeJournal(t *testing.T, script string) (*Source, map[string]int) {
 	t.Setenv("JOURNAL_ENTRIES", entries)
 	state := filepath.Join(dir, "state")
 	os.MkdirAll(state, 0o755)
-	os.WriteFile(filepath.Join(state, "journal.cursor"), []byte("c0\n"), 0o644)
+	os.WriteFile(filepath.Join(state, "journal.cursor"), []byte(cursor+"\n"), 0o644)
 
 	src := New(Options{Journal: true, StateDir: state, JournalProbe: 150 * time.Millisecond, Log: zap.NewNop()})
 	var mu sync.Mutex

@@ -102,6 +102,7 @@ func (s *Source) Stats() Stats {
 	}
 	if s.journal != nil {
 		st.Lines += s.journal.lines.Load()
+		st.Gaps += s.journal.gaps.Load()
 		st.Unparsed += s.journal.bad.Load()
 	}
 	st.Unparsed += s.unparsed.Load()
