@@ -6,7 +6,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // A fixture sysfs with one EFA device whose port is down: the command must
@@ -50,5 +52,38 @@ func TestHealthCommand(t *testing.T) {
 	out, err = exec.Command(bin(t), "health", "--sysfs-root", t.TempDir(), "--interval", "10ms").Output()
 	if err != nil || !strings.Contains(string(out), "no ENA interfaces or EFA devices") {
 		t.Errorf("no devices: %v %q, want exit 0 and a plain statement", err, out)
+	}
+}
+
+// A FIFO in the sysfs tree (a fixture, a hostile --sysfs-root) is read
+// without blocking: health used to hang on it for ever.
+func TestHealthDoesNotHangOnAFIFO(t *testing.T) {
+	root := t.TempDir()
+	dev := filepath.Join(root, "devices/pci0000:00/0000:00:05.0")
+	os.MkdirAll(filepath.Join(dev, "net/ens5/statistics"), 0o755)
+	os.MkdirAll(filepath.Join(root, "bus/pci/drivers/ena"), 0o755)
+	os.MkdirAll(filepath.Join(root, "class/net"), 0o755)
+	os.Symlink("../../../bus/pci/drivers/ena", filepath.Join(dev, "driver"))
+	os.Symlink("../../devices/pci0000:00/0000:00:05.0/net/ens5", filepath.Join(root, "class/net/ens5"))
+	os.Symlink("../../../0000:00:05.0", filepath.Join(dev, "net/ens5/device"))
+	for _, a := range []string{"operstate", "carrier", "mtu", "statistics/rx_errors"} {
+		if err := syscall.Mkfifo(filepath.Join(dev, "net/ens5", a), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := exec.Command(bin(t), "health", "--sysfs-root", root, "--format", "json", "--interval", "10ms")
+	done := make(chan error, 1)
+	var out []byte
+	go func() {
+		var err error
+		out, err = c.Output()
+		done <- err
+	}()
+	select {
+	case <-done:
+		t.Logf("health on FIFOs: %s", out)
+	case <-time.After(15 * time.Second):
+		c.Process.Kill()
+		t.Fatal("health hung on a FIFO in the sysfs tree")
 	}
 }

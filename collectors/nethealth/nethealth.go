@@ -161,7 +161,7 @@ func (c *Checker) read(dir, rel string) (string, error) {
 		}
 		c.dirs[dir] = dfd
 	}
-	fd, err := unix.Openat(dfd, rel, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	fd, err := unix.Openat(dfd, rel, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return "", &fs.PathError{Op: "open", Path: key, Err: err}
 	}
@@ -207,7 +207,7 @@ func readString(path string) (string, error) {
 }
 
 func readStringAt(dirfd int, path string) (string, error) {
-	fd, err := unix.Openat(dirfd, path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	fd, err := unix.Openat(dirfd, path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return "", &fs.PathError{Op: "open", Path: path, Err: err}
 	}
