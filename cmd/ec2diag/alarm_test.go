@@ -105,10 +105,13 @@ func fix(v any) any {
 		}
 		return m
 	case []any:
+		// A copy: x is the fake server's own, which it reads while serving
+		// (the race detector caught the in-place version).
+		out := make([]any, len(x))
 		for i := range x {
-			x[i] = fix(x[i])
+			out[i] = fix(x[i])
 		}
-		return x
+		return out
 	}
 	return v
 }
