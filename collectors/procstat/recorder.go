@@ -226,14 +226,28 @@ func (r *Recorder) Run(ctx context.Context, e collectors.Emitter) error {
 		if active, _ := r.det.Active(); active && r.o.FastInterval > 0 {
 			iv = r.o.FastInterval
 		}
+		last := time.Now()
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(iv):
 		case <-r.wake:
+			// Woken early (a job started, a PSI trigger): at most every
+			// minWake, or a flood of start lines (anyone can log them)
+			// kept the recorder scanning /proc without a pause.
+			if d := minWake - time.Since(last); d > 0 {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(d):
+				}
+			}
 		}
 	}
 }
+
+// minWake is the shortest gap between two samples that a wake-up causes.
+const minWake = 200 * time.Millisecond
 
 func (r *Recorder) applyJobs() {
 	r.mu.Lock()
