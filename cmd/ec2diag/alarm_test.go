@@ -146,7 +146,7 @@ func TestDashboardPut(t *testing.T) {
 		t.Fatalf("exit %d\n%s", code, out)
 	}
 	body := fake.Dashboards()["ec2diag-i-0abc"]
-	if !strings.Contains(body, `InstanceId=\"i-0abc\"`) || !strings.Contains(body, "JobPeakRSS") {
+	if !strings.Contains(body, `InstanceId=\"i-0abc\"`) || !strings.Contains(body, "NICAllowanceExceeded") {
 		t.Errorf("stored body:\n%s", body)
 	}
 	printed, code := runCLI(t, nil, "dashboard", "--asg", "web", "--region", "eu-west-1")

@@ -5,13 +5,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/ec2diag/ec2diag/collectors/nethealth"
 	"github.com/ec2diag/ec2diag/internal/checks"
 	"github.com/ec2diag/ec2diag/internal/config"
 	"github.com/ec2diag/ec2diag/internal/imds"
+	"github.com/ec2diag/ec2diag/internal/metrics"
 	cwsink "github.com/ec2diag/ec2diag/internal/sink/cloudwatch"
 	"github.com/spf13/cobra"
 )
@@ -32,6 +35,9 @@ with the reason. Exit status 1 when any check fails, 0 otherwise.
   imds-hop-limit   the hop limit fits (1 for the host, 2 with containers)
   hibernation      configured or not
   placement        availability zone, placement group and partition
+  metric-cost      how many CloudWatch custom metrics this instance publishes at this
+                   config, and what that costs at list price for 1, 100 and 10,000
+                   instances (warn above 20 per instance)
 
 JSON (--format json): {"results": [{"name", "status", "reason", "details"}], "worst"}.
 Missing permissions give a warn naming the permission, never a fail.`,
@@ -48,6 +54,7 @@ Missing permissions give a warn naming the permission, never a fail.`,
 				return &exitError{code: exitUsage, err: fmt.Errorf("ec2diag check runs on an EC2 instance (IMDS: %v)", err)}
 			}
 			rs := checks.Run(ctx, checkEnv(ctx, cfg, id))
+			rs = append(rs, metricCost(cfg, "/sys"))
 			out := cmd.OutOrStdout()
 			if format == "json" {
 				if err := json.NewEncoder(out).Encode(map[string]any{"results": rs, "worst": checks.Worst(rs)}); err != nil {
@@ -95,4 +102,33 @@ func checkEnv(ctx context.Context, cfg config.Config, id imds.Identity) checks.E
 		}
 	})
 	return e
+}
+
+// metricCost counts the custom metrics this config publishes here (the
+// detailed set depends on the interfaces, found under sysRoot) and prices
+// them: a fleet decides on this figure.
+func metricCost(cfg config.Config, sysRoot string) checks.Result {
+	cw := cfg.CloudWatch
+	ena, efa := 0, 0
+	devs := nethealth.NewChecker(sysRoot, nil)
+	for _, d := range devs.Check() {
+		switch d.Kind {
+		case "ena":
+			ena++
+		case "efa":
+			efa++
+		}
+	}
+	devs.Close()
+	n := metrics.Estimate(cw.Metrics == "detailed", cw.JobNames, cw.MaxJobNames, ena, efa)
+	r := checks.Result{Name: "metric-cost", Status: checks.Pass, Reason: fmt.Sprintf("cloudwatch.metrics %s: %s", cw.Metrics, n.Describe()),
+		Details: map[string]string{"per_instance": strconv.Itoa(n.PerInstance), "fleet_wide": strconv.Itoa(n.Fleet),
+			"usd_per_instance_month": fmt.Sprintf("%.2f", metrics.MonthlyCost(n.PerInstance))}}
+	if cw.Enabled == "false" {
+		r.Reason = "cloudwatch.enabled is false: nothing published"
+		r.Details = nil
+	} else if n.PerInstance > 20 {
+		r.Status = checks.Warn
+	}
+	return r
 }

@@ -62,6 +62,9 @@ func TestCheckHealthyInstance(t *testing.T) {
 	if code != 0 || c.Worst != "pass" {
 		t.Errorf("exit %d, worst %s", code, c.Worst)
 	}
+	if r := c.get("metric-cost"); r.Status != checks.Pass || r.Details["per_instance"] != "19" || !strings.Contains(r.Reason, "for 10,000") {
+		t.Errorf("metric-cost at the default config: %+v", r)
+	}
 	if c.get("credentials").Details["source"] != "EC2RoleProvider" {
 		t.Errorf("credentials: %+v", c.get("credentials"))
 	}

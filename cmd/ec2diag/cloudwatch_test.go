@@ -196,11 +196,12 @@ func TestDaemonReportsSpotNoticeAndChecks(t *testing.T) {
 		}
 		return false
 	}
-	for !(have("SpotInterruptionNotice", 1) && have("InstanceCheckFailures", 2)) && time.Now().Before(deadline) {
+	// The standard set folds the notices into InstanceNotices.
+	for !(have("InstanceNotices", 1) && have("InstanceCheckFailures", 2)) && time.Now().Before(deadline) {
 		time.Sleep(200 * time.Millisecond)
 	}
-	if !have("SpotInterruptionNotice", 1) || !have("InstanceCheckFailures", 2) {
-		t.Fatalf("CloudWatch lacks SpotInterruptionNotice=1 or InstanceCheckFailures=2 (whoAMI + IMDSv1)")
+	if !have("InstanceNotices", 1) || !have("InstanceCheckFailures", 2) {
+		t.Fatalf("CloudWatch lacks InstanceNotices=1 (the spot notice) or InstanceCheckFailures=2 (whoAMI + IMDSv1)")
 	}
 	for !strings.Contains(a.stderr.String(), `"ec2diag_event":"cloudwatch_summary"`) && time.Now().Before(deadline) {
 		time.Sleep(200 * time.Millisecond)

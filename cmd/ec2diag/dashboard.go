@@ -35,7 +35,8 @@ NAME (cloudwatch:PutDashboard).`,
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
 			defer cancel()
-			o := dashboard.Options{Namespace: cfg.CloudWatch.Namespace, ASG: asg, ExtraDims: cfg.CloudWatch.Dimensions}
+			o := dashboard.Options{Namespace: cfg.CloudWatch.Namespace, ASG: asg, ExtraDims: cfg.CloudWatch.Dimensions,
+				Detailed: cfg.CloudWatch.Metrics == "detailed", FleetJobs: cfg.CloudWatch.JobNames}
 			if asg != "" && region != "" {
 				o.Region = region
 			} else {

@@ -233,12 +233,7 @@ func cloudWatchSink(ctx context.Context, cfg config.Config, id *imds.Identity, l
 		}
 		dims = append(dims, metrics.Dim{Name: d, Value: v})
 	}
-	hr := map[string]bool{}
-	for _, n := range cw.HighResolution {
-		hr[n] = true
-	}
-	agg := metrics.New(metrics.Options{Period: cw.Period.D(), HighRes: hr, HighResPeriod: cw.HighResolutionPeriod.D(),
-		BaseDims: dims, JobNames: cw.JobNames, MaxJobNames: cw.MaxJobNames})
+	agg := metrics.New(aggOptions(cw, dims))
 	return cwsink.New(cwsink.Options{Namespace: cw.Namespace, API: cwsink.NewClient(awsCfg, cw.Endpoint), Agg: agg, Spool: sp,
 		Period: cw.Period.D(), Offset: cwsink.Offset(id.InstanceID, min(cw.Period.D(), time.Minute)),
 		RequestTimeout: cw.RequestTimeout.D(), Log: log, SummaryEvery: cfg.Sinks.SummaryInterval.D()}), nil
@@ -296,4 +291,15 @@ func recognizer(namer *jobs.Namer, rec *procstat.Recorder) logsource.Recognizer 
 		}
 		return append([]collectors.Record(nil), out...)
 	}
+}
+
+// aggOptions is how the agent shapes its metrics from the config; the
+// metric-count test uses it too, so it counts what the agent publishes.
+func aggOptions(cw config.CloudWatch, dims []metrics.Dim) metrics.Options {
+	hr := map[string]bool{}
+	for _, n := range cw.HighResolution {
+		hr[n] = true
+	}
+	return metrics.Options{Period: cw.Period.D(), HighRes: hr, HighResPeriod: cw.HighResolutionPeriod.D(),
+		BaseDims: dims, JobNames: cw.JobNames, MaxJobNames: cw.MaxJobNames, Detailed: cw.Metrics == "detailed"}
 }

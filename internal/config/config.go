@@ -98,8 +98,14 @@ type CloudWatch struct {
 	// Job dimension cardinality: JobNames, if set, are published as
 	// themselves and every other job as "other"; else the first
 	// MaxJobNames distinct names seen are.
-	JobNames       []string `yaml:"job_names"`
-	MaxJobNames    int      `yaml:"max_job_names"`
+	JobNames    []string `yaml:"job_names"`
+	MaxJobNames int      `yaml:"max_job_names"`
+	// Metrics selects the set published: standard (at most 20 per
+	// instance; per-job metrics by Job alone, shared by the fleet, for
+	// job_names only) or detailed (the whole catalogue per instance:
+	// per-interface counters, per-instance per-job metrics with
+	// max_job_names, every host figure).
+	Metrics        string   `yaml:"metrics"`
 	SpoolMaxBytes  int64    `yaml:"spool_max_bytes"`
 	RequestTimeout Duration `yaml:"request_timeout"`
 }
@@ -165,7 +171,7 @@ func Default() Config {
 		CloudWatch: CloudWatch{
 			Enabled: "auto", Namespace: "EC2Diag", Period: Duration(time.Minute), Dimensions: []string{},
 			HighResolution: []string{}, HighResolutionPeriod: Duration(10 * time.Second), JobNames: []string{},
-			MaxJobNames: 20, SpoolMaxBytes: 32 << 20, RequestTimeout: Duration(30 * time.Second),
+			MaxJobNames: 20, Metrics: "standard", SpoolMaxBytes: 32 << 20, RequestTimeout: Duration(30 * time.Second),
 		},
 		Checks: Checks{Interval: Duration(24 * time.Hour), AllowedAMIOwners: []string{"amazon", "099720109477", "136693071363"}},
 		Syslog: Syslog{
@@ -289,6 +295,7 @@ func (c *Config) validate(d *decoder) {
 	}
 	cw := c.CloudWatch
 	oneOf(bad, "cloudwatch.enabled", cw.Enabled, "auto", "true", "false")
+	oneOf(bad, "cloudwatch.metrics", cw.Metrics, "standard", "detailed")
 	if cw.Namespace == "" || len(cw.Namespace) > 255 || cw.Namespace[0] == ':' || len(cw.Namespace) >= 4 && cw.Namespace[:4] == "AWS/" {
 		bad("cloudwatch.namespace", "want 1-255 characters, not starting with \":\" or \"AWS/\", got %q", cw.Namespace)
 	}

@@ -21,6 +21,12 @@ type Options struct {
 	// ExtraDims are the configured cloudwatch.dimensions: part of every
 	// metric's dimension set, so part of every search schema.
 	ExtraDims []string
+	// Detailed: the agents publish cloudwatch.metrics: detailed (per
+	// interface, per instance and job); else the standard set.
+	Detailed bool
+	// FleetJobs: cloudwatch.job_names, whose metrics go by Job alone,
+	// shared by the fleet (standard set).
+	FleetJobs []string
 }
 
 type widget struct {
@@ -31,7 +37,27 @@ type widget struct {
 	stacked bool
 }
 
-// Widgets, in order: what an SRE looks at after "what made it hang?".
+// standardWidgets show the standard set (cloudwatch.metrics: standard).
+var standardWidgets = []widget{
+	{title: "CPU busy and memory available (%)", names: []string{"CPUBusy", "MemoryAvailable", "CPUSteal", "SwapUsed"}, stat: "Average"},
+	{title: "Spikes, correlated spikes, OOM kills, hung tasks, kernel lockups", names: []string{"Spikes", "CorrelatedSpikes", "OOMKills", "HungTasks", "KernelLockups"}, stat: "Sum"},
+	{title: "Pressure stall information (avg10, %)", names: []string{"PSICPUSome", "PSIMemorySome", "PSIMemoryFull", "PSIIOFull"}, stat: "Maximum"},
+	{title: "Job runs (all jobs)", names: []string{"JobRuns"}, stat: "Sum", stacked: true},
+	{title: "ENA/EFA devices not healthy", names: []string{"NICUnhealthy"}, stat: "Maximum"},
+	{title: "ENA allowance exceeded (packets, all interfaces)", names: []string{"NICAllowanceExceeded"}, stat: "Sum"},
+	{title: "AWS notices, failed instance checks, agent errors", names: []string{"InstanceNotices", "InstanceCheckFailures", "AgentErrors"}, stat: "Maximum"},
+}
+
+// fleetJobWidgets show the jobs in cloudwatch.job_names, by Job alone.
+var fleetJobWidgets = []widget{
+	{title: "Job runs by job (fleet)", names: []string{"JobRuns"}, stat: "Sum", dim: "Job", stacked: true},
+	{title: "Job CPU seconds per run (fleet, max)", names: []string{"JobCPUSeconds"}, stat: "Maximum", dim: "Job"},
+	{title: "Job peak RSS (fleet, bytes, max)", names: []string{"JobPeakRSS"}, stat: "Maximum", dim: "Job"},
+	{title: "Job duration (fleet, s, max)", names: []string{"JobDuration"}, stat: "Maximum", dim: "Job"},
+}
+
+// Widgets, in order: what an SRE looks at after "what made it hang?"
+// (cloudwatch.metrics: detailed).
 var widgets = []widget{
 	{title: "CPU busy and memory available (%)", names: []string{"CPUBusy", "MemoryAvailable", "CPUSteal", "CPUIOWait"}, stat: "Average"},
 	{title: "Spikes, correlated spikes, OOM kills, hung tasks", names: []string{"Spikes", "CorrelatedSpikes", "OOMKills", "HungTasks", "SoftLockups"}, stat: "Sum"},
@@ -48,10 +74,15 @@ var widgets = []widget{
 	{title: "ec2diag agent health", names: []string{"AgentLinesRead", "AgentParseErrors", "AgentEvents", "AgentPublishFailures", "AgentDatapointsDropped", "AgentSpoolBytes", "InstanceCheckFailures"}, stat: "Sum"},
 }
 
-// MetricNames lists every metric the dashboard refers to.
-func MetricNames() []string {
+// MetricNames lists every metric the detailed dashboard refers to.
+func MetricNames() []string { return names(widgets) }
+
+// StandardMetricNames lists every metric the standard dashboard refers to.
+func StandardMetricNames() []string { return names(append(standardWidgets, fleetJobWidgets...)) }
+
+func names(ws []widget) []string {
 	var out []string
-	for _, w := range widgets {
+	for _, w := range ws {
 		out = append(out, w.names...)
 	}
 	return out
@@ -81,16 +112,28 @@ func Body(o Options) (string, error) {
 	var ws []map[string]any
 	header := fmt.Sprintf("# ec2diag: %s\nFrom the ec2diag agent (namespace `%s`). Spikes with their cause are in `ec2diag incidents` on the instance and in the journal (`journalctl -u ec2diag -p crit`).", scope, o.Namespace)
 	ws = append(ws, map[string]any{"type": "text", "x": 0, "y": 0, "width": 24, "height": 2, "properties": map[string]any{"markdown": header}})
-	for i, w := range widgets {
+	list := widgets
+	if !o.Detailed {
+		list = standardWidgets
+		if len(o.FleetJobs) > 0 {
+			list = append(append([]widget(nil), list...), fleetJobWidgets...)
+		}
+	}
+	for i, w := range list {
 		sch := append([]string(nil), schema...)
 		if w.dim != "" {
 			sch = append(sch, w.dim)
+		}
+		fil := filter
+		if !o.Detailed && w.dim == "Job" {
+			// Fleet-wide: the Job dimension alone, no instance filter.
+			sch, fil = []string{o.Namespace, "Job"}, ""
 		}
 		var names []string
 		for _, n := range w.names {
 			names = append(names, fmt.Sprintf("MetricName=%q", n))
 		}
-		expr := fmt.Sprintf("SEARCH('{%s} %s (%s)', '%s', 60)", strings.Join(sch, ","), filter, strings.Join(names, " OR "), w.stat)
+		expr := fmt.Sprintf("SEARCH('{%s} %s(%s)', '%s', 60)", strings.Join(sch, ","), fil+sp(fil), strings.Join(names, " OR "), w.stat)
 		props := map[string]any{
 			"title": w.title, "region": o.Region, "view": "timeSeries", "stacked": w.stacked, "period": 60, "stat": w.stat,
 			"metrics": []any{[]any{map[string]any{"expression": expr, "id": fmt.Sprintf("e%d", i), "label": ""}}},
@@ -99,4 +142,11 @@ func Body(o Options) (string, error) {
 	}
 	b, err := json.MarshalIndent(map[string]any{"widgets": ws}, "", "  ")
 	return string(b), err
+}
+
+func sp(s string) string {
+	if s == "" {
+		return ""
+	}
+	return " "
 }

@@ -69,6 +69,12 @@ type Options struct {
 	// Everything else folds into "other".
 	JobNames    []string
 	MaxJobNames int
+	// Detailed publishes the whole catalogue per instance: every host
+	// figure, per-interface counters, per-instance per-job metrics
+	// (cloudwatch.metrics: detailed). The standard set (default) is at
+	// most 20 per instance; per-job metrics then go by Job alone, shared
+	// by the fleet, for the JobNames only.
+	Detailed bool
 }
 
 // Aggregator folds records into per-period datums. Safe for concurrent
@@ -89,6 +95,7 @@ type acc struct {
 	start time.Time
 	res   int32
 	st    Stats
+	fleet bool // without the base dimensions
 }
 
 // New returns an empty aggregator.
@@ -109,6 +116,14 @@ func New(o Options) *Aggregator {
 	return a
 }
 
+// FleetJobs is how many jobs get fleet-wide metrics (standard set).
+func (a *Aggregator) FleetJobs() int {
+	if a.o.Detailed {
+		return 0
+	}
+	return len(a.o.JobNames)
+}
+
 // Add folds one record in.
 func (a *Aggregator) Add(r *collectors.Record) {
 	a.mu.Lock()
@@ -118,18 +133,27 @@ func (a *Aggregator) Add(r *collectors.Record) {
 	switch {
 	case r.Kind == collectors.KindSample && r.Source == "host":
 		for k, v := range r.Metrics {
-			if s, ok := hostSpecs[k]; ok {
+			if s, ok := hostSpecs[k]; ok && a.want(s) {
 				a.add(s, nil, t, v)
 			}
 		}
 	case r.Kind == collectors.KindSample && r.Source == "logsource":
-		a.delta(agentLines, "lines", t, r.Metrics["lines_read"])
-		a.delta(agentUnparsed, "unparsed", t, r.Metrics["lines_unparsed"])
+		if a.o.Detailed {
+			a.delta(agentLines, "lines", t, r.Metrics["lines_read"])
+			a.delta(agentUnparsed, "unparsed", t, r.Metrics["lines_unparsed"])
+		}
 	case r.Kind == collectors.KindSample && r.Source == "imdsevents":
+		var n float64
 		for k, v := range r.Metrics {
 			if s, ok := noticeSpecs[k]; ok {
-				a.add(s, nil, t, v)
+				n += v
+				if a.o.Detailed {
+					a.add(s, nil, t, v)
+				}
 			}
+		}
+		if !a.o.Detailed {
+			a.add(instanceNotices, nil, t, n)
 		}
 	case r.Kind == collectors.KindSample && r.Source == "instancecheck":
 		a.add(CheckFailures, nil, t, r.Metrics["fail"])
@@ -138,12 +162,29 @@ func (a *Aggregator) Add(r *collectors.Record) {
 		if iface == "" {
 			return
 		}
+		if !a.o.Detailed {
+			// Summed over the interfaces; the counters themselves are in
+			// `ec2diag health` and the detailed set.
+			if h, ok := r.Metrics["healthy"]; ok {
+				a.add(nicUnhealthy, nil, t, 1-h)
+			}
+			var exceeded float64
+			for k, v := range r.Metrics {
+				if strings.HasSuffix(k, "_allowance_exceeded") {
+					exceeded += v
+				}
+			}
+			a.add(nicAllowance, nil, t, exceeded)
+			return
+		}
 		dims := []Dim{{"Interface", iface}}
 		for k, v := range r.Metrics {
 			a.add(nicSpec(r.Type, k), dims, t, v)
 		}
 	case r.Kind == collectors.KindEvent:
-		a.add(agentEvents, nil, t, 1)
+		if a.o.Detailed {
+			a.add(agentEvents, nil, t, 1)
+		}
 		switch r.Type {
 		case "spike":
 			a.add(eventSpecs["spike"], nil, t, 1)
@@ -151,6 +192,19 @@ func (a *Aggregator) Add(r *collectors.Record) {
 				a.add(correlatedSpike, nil, t, 1)
 			}
 		case "job_run":
+			if !a.o.Detailed {
+				a.add(instanceJobRuns, nil, t, 1)
+				if j := r.Dims["job"]; a.jobs[j] {
+					dims := []Dim{{"Job", j}}
+					a.addFleet(jobSpecs[""], dims, t, 1)
+					for k, v := range r.Metrics {
+						if s, ok := jobSpecs[k]; ok && k != "" {
+							a.addFleet(s, dims, t, v)
+						}
+					}
+				}
+				return
+			}
 			dims := []Dim{{"Job", a.jobName(r.Dims["job"])}}
 			a.add(jobSpecs[""], dims, t, 1)
 			for k, v := range r.Metrics {
@@ -158,19 +212,35 @@ func (a *Aggregator) Add(r *collectors.Record) {
 					a.add(s, dims, t, v)
 				}
 			}
+		case "soft_lockup", "rcu_stall":
+			if a.o.Detailed {
+				a.add(eventSpecs[r.Type], nil, t, 1)
+			} else {
+				a.add(kernelLockups, nil, t, 1)
+			}
 		default:
-			if s, ok := eventSpecs[r.Type]; ok {
+			if s, ok := eventSpecs[r.Type]; ok && a.want(s) {
 				a.add(s, nil, t, 1)
 			}
 		}
 	}
 }
 
+// want says whether s is in the set being published.
+func (a *Aggregator) want(s Spec) bool { return a.o.Detailed || !s.Detailed }
+
 // Observe adds one value of a catalogue metric directly (the publisher's
-// own health figures).
+// own health figures); in the standard set, the publisher's failures fold
+// into AgentErrors and the rest is not published.
 func (a *Aggregator) Observe(s Spec, t time.Time, v float64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if !a.o.Detailed && s.Detailed {
+		if s.Name == AgentPublishFail.Name || s.Name == AgentDropped.Name {
+			a.add(agentErrors, nil, t, v)
+		}
+		return
+	}
 	a.add(s, nil, t, v)
 }
 
@@ -201,7 +271,17 @@ func (a *Aggregator) delta(s Spec, key string, t time.Time, cum float64) {
 	a.add(Spec{Name: s.Name, Unit: s.Unit, Agg: Count}, nil, t, d)
 }
 
+// addFleet adds to a metric without the instance's dimensions: one series
+// for the whole fleet.
+func (a *Aggregator) addFleet(s Spec, dims []Dim, t time.Time, v float64) {
+	a.addTo(s, dims, t, v, true)
+}
+
 func (a *Aggregator) add(s Spec, dims []Dim, t time.Time, v float64) {
+	a.addTo(s, dims, t, v, false)
+}
+
+func (a *Aggregator) addTo(s Spec, dims []Dim, t time.Time, v float64, fleet bool) {
 	if math.IsNaN(v) || math.IsInf(v, 0) || math.Abs(v) > 1e100 {
 		a.invalid++ // CloudWatch rejects these; one bad figure must not sink a batch
 		return
@@ -219,11 +299,14 @@ func (a *Aggregator) add(s Spec, dims []Dim, t time.Time, v float64) {
 	for _, d := range dims {
 		kb.WriteString("|" + d.Name + "=" + d.Value)
 	}
+	if fleet {
+		kb.WriteString("|fleet")
+	}
 	kb.WriteString("@" + strconv.FormatInt(start.UnixNano(), 10))
 	k := kb.String()
 	b := a.buckets[k]
 	if b == nil {
-		b = &acc{spec: s, dims: dims, start: start, res: res, st: Stats{Min: v, Max: v}}
+		b = &acc{spec: s, dims: dims, start: start, res: res, st: Stats{Min: v, Max: v}, fleet: fleet}
 		a.buckets[k] = b
 	}
 	b.st.Count++
@@ -281,7 +364,7 @@ func (a *Aggregator) Flush(now time.Time, all bool) []Datum {
 	}
 	for p := range closed {
 		start := time.Unix(0, p)
-		for _, s := range zeroFill {
+		for _, s := range zeroFill(a.o.Detailed) {
 			if !have[s.Name+"@"+strconv.FormatInt(p, 10)] {
 				res := int32(0)
 				if a.o.Period < time.Minute {
@@ -302,7 +385,11 @@ func (a *Aggregator) Flush(now time.Time, all bool) []Datum {
 
 func (a *Aggregator) datum(b *acc) Datum {
 	d := Datum{Name: b.spec.Name, Unit: b.spec.Unit, Time: b.start.UTC(), Resolution: b.res}
-	d.Dims = append(append([]Dim(nil), a.o.BaseDims...), b.dims...)
+	if b.fleet {
+		d.Dims = append([]Dim(nil), b.dims...)
+	} else {
+		d.Dims = append(append([]Dim(nil), a.o.BaseDims...), b.dims...)
+	}
 	if b.spec.Agg == Gauge {
 		st := b.st
 		d.Stats = &st

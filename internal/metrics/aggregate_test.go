@@ -21,7 +21,7 @@ func find(ds []Datum, name string) []Datum {
 }
 
 func TestJobNamesAreCapped(t *testing.T) {
-	a := New(Options{MaxJobNames: 2})
+	a := New(Options{MaxJobNames: 2, Detailed: true})
 	for _, j := range []string{"debian-sa1", "logrotate", "backup", "debian-sa1", "adhoc-42"} {
 		a.Add(&collectors.Record{Time: t0, Kind: collectors.KindEvent, Type: "job_run", Dims: map[string]string{"job": j},
 			Metrics: map[string]float64{"cpu_seconds": 1, "duration_seconds": 2, "peak_rss_bytes": 1 << 20}})
@@ -42,7 +42,7 @@ func TestJobNamesAreCapped(t *testing.T) {
 }
 
 func TestAllowListedJobNames(t *testing.T) {
-	a := New(Options{JobNames: []string{"backup"}})
+	a := New(Options{JobNames: []string{"backup"}, Detailed: true})
 	for _, j := range []string{"debian-sa1", "backup"} {
 		a.Add(&collectors.Record{Time: t0, Kind: collectors.KindEvent, Type: "job_run", Dims: map[string]string{"job": j}})
 	}
@@ -56,7 +56,7 @@ func TestAllowListedJobNames(t *testing.T) {
 }
 
 func TestCumulativeCountersBecomeDeltas(t *testing.T) {
-	a := New(Options{})
+	a := New(Options{Detailed: true})
 	for i, cum := range []float64{100, 150, 180, 20} { // 20: the source restarted
 		a.Add(&collectors.Record{Time: t0.Add(time.Duration(i) * 10 * time.Second), Kind: collectors.KindSample, Source: "logsource",
 			Metrics: map[string]float64{"lines_read": cum}})
@@ -69,7 +69,7 @@ func TestCumulativeCountersBecomeDeltas(t *testing.T) {
 
 func TestUnpublishableValuesAreCountedNotSent(t *testing.T) {
 	a := New(Options{})
-	a.Add(&collectors.Record{Time: t0, Kind: collectors.KindSample, Source: "host", Metrics: map[string]float64{"cpu_busy_pct": math.NaN(), "mem_used_pct": math.Inf(1)}})
+	a.Add(&collectors.Record{Time: t0, Kind: collectors.KindSample, Source: "host", Metrics: map[string]float64{"cpu_busy_pct": math.NaN(), "mem_available_pct": math.Inf(1)}})
 	a.Add(&collectors.Record{Time: t0, Kind: collectors.KindSample, Source: "host", Metrics: map[string]float64{"cpu_busy_pct": 5}})
 	ds := find(a.Flush(t0.Add(time.Minute), false), "CPUBusy")
 	if len(ds) != 1 || ds[0].Stats.Count != 1 || ds[0].Stats.Sum != 5 {
@@ -96,12 +96,12 @@ func TestHighResolutionMetrics(t *testing.T) {
 	a := New(Options{HighRes: map[string]bool{"CPUBusy": true}, HighResPeriod: 10 * time.Second})
 	for s := 0; s < 60; s += 5 {
 		a.Add(&collectors.Record{Time: t0.Add(time.Duration(s) * time.Second), Kind: collectors.KindSample, Source: "host",
-			Metrics: map[string]float64{"cpu_busy_pct": 1, "mem_used_pct": 1}})
+			Metrics: map[string]float64{"cpu_busy_pct": 1, "mem_available_pct": 1}})
 	}
 	ds := a.Flush(t0.Add(time.Minute), false)
-	cpu, mem := find(ds, "CPUBusy"), find(ds, "MemoryUsed")
+	cpu, mem := find(ds, "CPUBusy"), find(ds, "MemoryAvailable")
 	if len(cpu) != 6 || cpu[0].Resolution != 1 || len(mem) != 1 || mem[0].Resolution != 0 {
-		t.Errorf("CPUBusy %d datums (res %d), MemoryUsed %d", len(cpu), cpu[0].Resolution, len(mem))
+		t.Errorf("CPUBusy %d datums (res %d), MemoryAvailable %d", len(cpu), cpu[0].Resolution, len(mem))
 	}
 }
 

@@ -11,6 +11,7 @@ package cloudwatch
 import (
 	"context"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
 	"sync"
@@ -188,7 +189,11 @@ func (s *Sink) summarize(now time.Time) {
 		zap.Duration("since", now.Sub(s.sumAt).Round(time.Second)),
 		zap.Int("calls", st.Requests-prev.Requests), zap.Int("datums_accepted", st.Datums-prev.Datums),
 		zap.Int("calls_failed", st.Failures-prev.Failures), zap.Int("calls_rejected", st.Rejected-prev.Rejected),
-		zap.Int("metrics_last_hour", st.Series), zap.Int64("spool_bytes", s.o.Spool.Size()))
+		zap.Int("metrics_last_hour", st.Series),
+		// What those metrics cost this instance at list price (first tier):
+		// the figure a fleet decides on.
+		zap.String("metrics_usd_per_month", fmt.Sprintf("%.2f", metrics.MonthlyCost(st.Series))),
+		zap.Int64("spool_bytes", s.o.Spool.Size()))
 	s.sumAt, s.sumStats = now, st
 }
 

@@ -405,7 +405,7 @@ func TestSummaryCountsCallsAndBilledMetrics(t *testing.T) {
 	if st := s.Stats(); st.Series != len(got) {
 		t.Errorf("Stats().Series = %d, CloudWatch received %d distinct metrics: %v", st.Series, len(got), got)
 	}
-	for _, want := range []string{"ENAHealthy{InstanceId=i-0123456789abcdef0,Interface=ens5}", "ENAHealthy{InstanceId=i-0123456789abcdef0,Interface=ens6}", "CPUBusy{InstanceId=i-0123456789abcdef0}"} {
+	for _, want := range []string{"NICUnhealthy{InstanceId=i-0123456789abcdef0}", "NICAllowanceExceeded{InstanceId=i-0123456789abcdef0}", "CPUBusy{InstanceId=i-0123456789abcdef0}"} {
 		if !got[want] {
 			t.Errorf("CloudWatch lacks %s: %v", want, got)
 		}
