@@ -340,3 +340,7 @@ func SameBoot(aID string, aTime int64, bID string, bTime int64) bool {
 
 // Dir is the directory the store writes in.
 func (s *Store) Dir() string { return s.dir }
+
+// ParseLine parses one store line (checksum, then JSON), for readers that
+// follow the store themselves (the CloudWatch Logs shipper).
+func ParseLine(line []byte) (Record, bool) { return parseLine(line) }

@@ -29,8 +29,8 @@ import (
 
 // Test credentials the fake accepts.
 const (
-	AccessKey = "AKIDFAKECLOUDWATCH"
-	SecretKey = "fake-secret-key"
+	AccessKey = sigv4.TestAccessKey
+	SecretKey = sigv4.TestSecretKey
 	Region    = "eu-west-1"
 )
 

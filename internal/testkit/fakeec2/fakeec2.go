@@ -20,8 +20,8 @@ import (
 
 // Test credentials the fake accepts (the same as fakecw's).
 const (
-	AccessKey = "AKIDFAKECLOUDWATCH"
-	SecretKey = "fake-secret-key"
+	AccessKey = sigv4.TestAccessKey
+	SecretKey = sigv4.TestSecretKey
 )
 
 // Instance is what the fake says about the one instance it knows.

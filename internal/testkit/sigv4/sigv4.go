@@ -16,6 +16,13 @@ import (
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 )
 
+// The credentials every stand-in accepts, so one SDK environment serves
+// CloudWatch, CloudWatch Logs and EC2 together.
+const (
+	TestAccessKey = "AKIDFAKECLOUDWATCH"
+	TestSecretKey = "fake-secret-key"
+)
+
 // Verify checks that r (whose body was raw, as received: compressed if it
 // was sent compressed) was signed by accessKey/secretKey for service.
 // now is the server's clock: a request more than 15 minutes off fails.

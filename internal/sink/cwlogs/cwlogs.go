@@ -1,0 +1,451 @@
+// Package cwlogs ships the incident store to CloudWatch Logs: one JSON
+// event per incident record (onset, snapshots, end) and per job-run
+// summary, in one log stream per instance, so the evidence outlives an
+// instance that an Auto Scaling group replaced after the reboot alarm
+// fired, and a fleet can be asked what hung its machines.
+//
+// The store is the spool: the shipper follows STATE_DIR/incidents.jsonl
+// with the syslog tailer (rotation, restarts, kill -9) and its own
+// checkpoint, which advances only once CloudWatch Logs took the events.
+// An outage, a restart or a kill delays events; it loses none while the
+// store still holds them (incidents.keep_files rotations), and a kill -9
+// between an accepted call and the checkpoint write is the one way an
+// event is sent twice (each carries its seq and boot_id to dedupe on).
+package cwlogs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs/types"
+	"github.com/aws/smithy-go"
+	"github.com/ec2diag/ec2diag/collectors"
+	"github.com/ec2diag/ec2diag/internal/incident"
+	"github.com/ec2diag/ec2diag/internal/logging"
+	"github.com/ec2diag/ec2diag/internal/tail"
+	"go.uber.org/zap"
+)
+
+// API is what the shipper calls; *cloudwatchlogs.Client satisfies it.
+type API interface {
+	CreateLogGroup(context.Context, *cloudwatchlogs.CreateLogGroupInput, ...func(*cloudwatchlogs.Options)) (*cloudwatchlogs.CreateLogGroupOutput, error)
+	PutRetentionPolicy(context.Context, *cloudwatchlogs.PutRetentionPolicyInput, ...func(*cloudwatchlogs.Options)) (*cloudwatchlogs.PutRetentionPolicyOutput, error)
+	CreateLogStream(context.Context, *cloudwatchlogs.CreateLogStreamInput, ...func(*cloudwatchlogs.Options)) (*cloudwatchlogs.CreateLogStreamOutput, error)
+	PutLogEvents(context.Context, *cloudwatchlogs.PutLogEventsInput, ...func(*cloudwatchlogs.Options)) (*cloudwatchlogs.PutLogEventsOutput, error)
+}
+
+// NewClient builds the SDK client; endpoint "" keeps the SDK's resolution
+// (which honours AWS_ENDPOINT_URL_CLOUDWATCH_LOGS).
+func NewClient(cfg aws.Config, endpoint string) *cloudwatchlogs.Client {
+	return cloudwatchlogs.NewFromConfig(cfg, func(o *cloudwatchlogs.Options) {
+		if endpoint != "" {
+			o.BaseEndpoint = aws.String(endpoint)
+		}
+	})
+}
+
+// PutLogEvents' limits (the service's documented quotas).
+const (
+	maxEvents     = 10000
+	maxBatchBytes = 1048576
+	eventOverhead = 26
+	maxEventBytes = 256*1024 - eventOverhead
+	maxSpan       = 24 * time.Hour
+	// maxQueued bounds what waits in memory; beyond it the tailer waits
+	// (the store on disk holds the rest).
+	maxQueued = 2 * maxEvents
+)
+
+// Options configure a Shipper.
+type Options struct {
+	// StateDir holds the incident store; the checkpoint goes under
+	// StateDir/cwlogs.
+	StateDir      string
+	Group, Stream string
+	RetentionDays int32 // 0: leave the group's retention alone
+	InstanceID    string
+	API           API
+	// FlushEvery is how long an event may wait to be batched; default 5 s.
+	FlushEvery     time.Duration
+	RequestTimeout time.Duration
+	Log            *zap.Logger
+}
+
+// Stats are cumulative counts.
+type Stats struct {
+	Calls, Failures, Events, Rejected, Damaged, Oversized int
+}
+
+// Shipper is a collector: it reads the store and calls CloudWatch Logs.
+type Shipper struct {
+	o Options
+
+	mu     sync.Mutex
+	ctx    context.Context
+	queue  []*pending
+	space  *sync.Cond
+	stats  Stats
+	ready  bool // group and stream exist (or we were refused making them)
+	warned map[string]bool
+}
+
+type pending struct {
+	ev    types.InputLogEvent
+	batch *tailBatch
+}
+
+// tailBatch is one batch the tailer handed on: acknowledged once all its
+// events are in CloudWatch Logs.
+type tailBatch struct {
+	left int
+	ack  func()
+}
+
+// New returns a shipper; nothing runs until Run.
+func New(o Options) *Shipper {
+	if o.FlushEvery <= 0 {
+		o.FlushEvery = 5 * time.Second
+	}
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = 30 * time.Second
+	}
+	if o.Log == nil {
+		o.Log = zap.NewNop()
+	}
+	s := &Shipper{o: o, warned: map[string]bool{}}
+	s.space = sync.NewCond(&s.mu)
+	return s
+}
+
+func (s *Shipper) Name() string { return "cwlogs" }
+
+// Stats returns the counts so far.
+func (s *Shipper) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats
+}
+
+// Run follows the store and ships until ctx is done.
+func (s *Shipper) Run(ctx context.Context, e collectors.Emitter) error {
+	f := tail.New(tail.Options{Path: filepath.Join(s.o.StateDir, incident.FileName), StateDir: filepath.Join(s.o.StateDir, "cwlogs"),
+		FromStart: true, MaxLineBytes: 1 << 20, PollInterval: s.o.FlushEvery, Log: s.o.Log.Named("store")})
+	s.mu.Lock()
+	s.ctx = ctx
+	s.mu.Unlock()
+	stopWake := context.AfterFunc(ctx, func() {
+		s.mu.Lock()
+		s.space.Broadcast() // a handler waiting for room gives up
+		s.mu.Unlock()
+	})
+	defer stopWake()
+	done := make(chan struct{})
+	flushed := make(chan struct{})
+	go func() {
+		defer close(flushed)
+		s.flusher(ctx, done)
+	}()
+	go func() {
+		<-f.Started()
+		e.Ready()
+	}()
+	err := f.Run(ctx, s.handle)
+	close(done)
+	s.mu.Lock()
+	s.space.Broadcast()
+	s.mu.Unlock()
+	<-flushed
+	return err
+}
+
+// handle turns store lines into events and queues them with the batch's
+// acknowledgement; it waits while the queue is full.
+func (s *Shipper) handle(lines []tail.Line, ack func()) error {
+	b := &tailBatch{ack: ack}
+	var evs []types.InputLogEvent
+	for _, l := range lines {
+		ev, ok := s.event(l)
+		if ok {
+			evs = append(evs, ev)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(evs) == 0 {
+		ack()
+		return nil
+	}
+	b.left = len(evs)
+	for len(s.queue) >= maxQueued {
+		if err := s.ctx.Err(); err != nil {
+			return err // not acknowledged: read again at the next start
+		}
+		s.space.Wait()
+	}
+	for _, ev := range evs {
+		s.queue = append(s.queue, &pending{ev: ev, batch: b})
+	}
+	return nil
+}
+
+// event is the JSON message for one store record, with the figures a
+// fleet query filters on lifted to the top: kind, incident, cause, the
+// job blamed, the job of a run.
+func (s *Shipper) event(l tail.Line) (types.InputLogEvent, bool) {
+	r, ok := incident.ParseLine(l.Data)
+	if !ok || l.Truncated || l.Partial {
+		s.mu.Lock()
+		s.stats.Damaged++ // counted by the store's readers too
+		s.mu.Unlock()
+		return types.InputLogEvent{}, false
+	}
+	msg := map[string]any{"instance_id": s.o.InstanceID, "kind": r.Kind, "time": r.Time, "boot_id": r.BootID, "seq": r.Seq, "data": r.Data}
+	if r.Incident != "" {
+		msg["incident"] = r.Incident
+	}
+	var d struct {
+		Job     string `json:"job"`
+		Verdict struct {
+			Cause string `json:"cause"`
+			Jobs  []struct {
+				Job     string `json:"job"`
+				Verdict string `json:"verdict"`
+			} `json:"jobs"`
+		} `json:"verdict"`
+		Reasons []string `json:"reasons"`
+	}
+	if json.Unmarshal(r.Data, &d) == nil {
+		if d.Verdict.Cause != "" {
+			msg["cause"] = d.Verdict.Cause
+		}
+		for _, j := range d.Verdict.Jobs {
+			if j.Verdict == "caused" {
+				msg["blamed_job"] = j.Job
+				break
+			}
+		}
+		if d.Job != "" {
+			msg["job"] = d.Job
+		}
+		if len(d.Reasons) > 0 {
+			msg["reasons"] = d.Reasons
+		}
+	}
+	b, _ := json.Marshal(msg)
+	if len(b) > maxEventBytes {
+		// Over the event limit (a snapshot of thousands of processes):
+		// the record's identity and verdict go, its data is in the store.
+		delete(msg, "data")
+		msg["data_truncated_bytes"] = len(r.Data)
+		b, _ = json.Marshal(msg)
+		s.mu.Lock()
+		s.stats.Oversized++
+		s.mu.Unlock()
+	}
+	return types.InputLogEvent{Timestamp: aws.Int64(r.Time.UnixMilli()), Message: aws.String(string(b))}, true
+}
+
+// flusher sends the queue every FlushEvery (at once when a batch is full),
+// retrying with backoff; on done it makes a last attempt.
+func (s *Shipper) flusher(ctx context.Context, done <-chan struct{}) {
+	backoff := time.Duration(0)
+	for {
+		wait := s.o.FlushEvery
+		if backoff > 0 {
+			wait = backoff
+		}
+		select {
+		case <-done:
+			// One last, short try; what it cannot send stays in the store
+			// and goes at the next start.
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			s.flush(fctx, true)
+			cancel()
+			return
+		case <-time.After(wait):
+		}
+		if err := s.flush(ctx, false); err != nil {
+			backoff = min(max(2*backoff, time.Second), 5*time.Minute)
+			backoff = backoff/2 + rand.N(backoff/2+1) // jittered: a fleet must not retry in step
+			continue
+		}
+		backoff = 0
+	}
+}
+
+// flush sends everything queued, batch by batch; it stops at the first
+// failure (the events stay queued, in order).
+func (s *Shipper) flush(ctx context.Context, final bool) error {
+	for {
+		s.mu.Lock()
+		batch := s.take()
+		s.mu.Unlock()
+		if len(batch) == 0 {
+			return nil
+		}
+		if err := s.send(ctx, batch); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		s.queue = s.queue[len(batch):]
+		for _, p := range batch {
+			if p.batch.left--; p.batch.left == 0 {
+				p.batch.ack()
+			}
+		}
+		s.space.Broadcast()
+		s.mu.Unlock()
+		if final && ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+}
+
+// take picks the longest prefix of the queue that fits one call.
+func (s *Shipper) take() []*pending {
+	size := 0
+	var first, last int64
+	for i, p := range s.queue {
+		n := len(*p.ev.Message) + eventOverhead
+		t := *p.ev.Timestamp
+		if i == 0 {
+			first, last = t, t
+		}
+		first, last = min(first, t), max(last, t)
+		if i == maxEvents || size+n > maxBatchBytes || time.Duration(last-first)*time.Millisecond > maxSpan {
+			return s.queue[:i]
+		}
+		size += n
+	}
+	return s.queue
+}
+
+// send makes one PutLogEvents call (creating group and stream first when
+// needed). Events go in time order, as the service requires.
+func (s *Shipper) send(ctx context.Context, batch []*pending) error {
+	evs := make([]types.InputLogEvent, len(batch))
+	for i, p := range batch {
+		evs[i] = p.ev
+	}
+	sort.SliceStable(evs, func(i, j int) bool { return *evs[i].Timestamp < *evs[j].Timestamp })
+	if !s.ready {
+		if err := s.ensure(ctx); err != nil {
+			s.mu.Lock()
+			s.stats.Failures++
+			s.mu.Unlock()
+			return err
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, s.o.RequestTimeout)
+	defer cancel()
+	out, err := s.o.API.PutLogEvents(cctx, &cloudwatchlogs.PutLogEventsInput{LogGroupName: &s.o.Group, LogStreamName: &s.o.Stream, LogEvents: evs})
+	s.mu.Lock()
+	s.stats.Calls++
+	s.mu.Unlock()
+	var rnf *types.ResourceNotFoundException
+	if errors.As(err, &rnf) {
+		s.ready = false // deleted under us: made again at the next try
+	}
+	var ipe *types.InvalidParameterException
+	if errors.As(err, &ipe) {
+		// The batch itself is refused (it fits every limit we know of):
+		// said and dropped, or one bad event would wedge the shipping.
+		s.fail("invalid", "CloudWatch Logs refused a batch; dropping it (the records stay in the store)", err, zap.Int("events", len(evs)))
+		s.mu.Lock()
+		s.stats.Rejected += len(evs)
+		s.mu.Unlock()
+		return nil
+	}
+	if err != nil {
+		s.mu.Lock()
+		s.stats.Failures++
+		s.mu.Unlock()
+		s.fail("put", "CloudWatch Logs unavailable; events wait in the store", err)
+		return err
+	}
+	s.warned["put"] = false
+	n := len(evs)
+	if ri := out.RejectedLogEventsInfo; ri != nil {
+		rej := 0
+		if ri.TooOldLogEventEndIndex != nil {
+			rej += int(*ri.TooOldLogEventEndIndex)
+		}
+		if ri.ExpiredLogEventEndIndex != nil {
+			rej = max(rej, int(*ri.ExpiredLogEventEndIndex))
+		}
+		if ri.TooNewLogEventStartIndex != nil {
+			rej += n - int(*ri.TooNewLogEventStartIndex)
+		}
+		s.mu.Lock()
+		s.stats.Rejected += rej
+		s.mu.Unlock()
+		s.o.Log.Warn("CloudWatch Logs rejected events outside its time window (over 14 days old or 2 hours ahead)", zap.Int("events", rej))
+		n -= rej
+	}
+	s.mu.Lock()
+	s.stats.Events += n
+	s.mu.Unlock()
+	return nil
+}
+
+// ensure makes the log group (with its retention) and the stream. Being
+// refused the group or the retention (no logs:CreateLogGroup) is said
+// once: an administrator may have made them.
+func (s *Shipper) ensure(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, s.o.RequestTimeout)
+	defer cancel()
+	_, err := s.o.API.CreateLogGroup(cctx, &cloudwatchlogs.CreateLogGroupInput{LogGroupName: &s.o.Group})
+	created := err == nil
+	if err != nil && !is(err, "ResourceAlreadyExistsException") {
+		if !is(err, "AccessDeniedException") {
+			s.fail("ensure", "cannot create the CloudWatch Logs group", err, zap.String("log_group", s.o.Group))
+			return err
+		}
+		s.once("group", "not allowed to create the log group; it must exist", err)
+	}
+	if created && s.o.RetentionDays > 0 {
+		if _, err := s.o.API.PutRetentionPolicy(cctx, &cloudwatchlogs.PutRetentionPolicyInput{LogGroupName: &s.o.Group, RetentionInDays: &s.o.RetentionDays}); err != nil {
+			s.once("retention", "cannot set the log group's retention", err)
+		}
+	}
+	_, err = s.o.API.CreateLogStream(cctx, &cloudwatchlogs.CreateLogStreamInput{LogGroupName: &s.o.Group, LogStreamName: &s.o.Stream})
+	if err != nil && !is(err, "ResourceAlreadyExistsException") {
+		s.fail("ensure", "cannot create the CloudWatch Logs stream", err, zap.String("log_group", s.o.Group), zap.String("log_stream", s.o.Stream))
+		return err
+	}
+	s.ready = true
+	return nil
+}
+
+func is(err error, code string) bool {
+	var ae smithy.APIError
+	return errors.As(err, &ae) && ae.ErrorCode() == code
+}
+
+// fail warns once per kind of failure until it clears.
+func (s *Shipper) fail(kind, msg string, err error, f ...zap.Field) {
+	if s.warned[kind] {
+		return
+	}
+	s.warned[kind] = true
+	s.o.Log.Warn(msg, append(f, zap.Error(err), zap.String(logging.KeyEvent, "cwlogs_"+kind))...)
+}
+
+func (s *Shipper) once(kind, msg string, err error) {
+	if !s.warned[kind] {
+		s.warned[kind] = true
+		s.o.Log.Warn(msg, zap.Error(err), zap.String("log_group", s.o.Group))
+	}
+}
+
+// String says where events go, for STATUS=.
+func (s *Shipper) String() string { return fmt.Sprintf("CloudWatch Logs %s/%s", s.o.Group, s.o.Stream) }

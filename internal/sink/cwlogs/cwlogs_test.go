@@ -1,0 +1,227 @@
+package cwlogs
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ec2diag/ec2diag/collectors"
+	"github.com/ec2diag/ec2diag/internal/incident"
+	cwsink "github.com/ec2diag/ec2diag/internal/sink/cloudwatch"
+	"github.com/ec2diag/ec2diag/internal/testkit/fakelogs"
+	"go.uber.org/zap"
+)
+
+type env struct {
+	t     *testing.T
+	fake  *fakelogs.Server
+	dir   string
+	store *incident.Store
+}
+
+func newEnv(t *testing.T) *env {
+	for k, v := range map[string]string{"AWS_ACCESS_KEY_ID": fakelogs.AccessKey, "AWS_SECRET_ACCESS_KEY": fakelogs.SecretKey, "AWS_SESSION_TOKEN": "",
+		"AWS_REGION": "eu-west-1", "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"} {
+		t.Setenv(k, v)
+	}
+	dir := t.TempDir()
+	st, err := incident.Open(dir, 64<<20, 3, "boot-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return &env{t: t, fake: fakelogs.Start(t, ""), dir: dir, store: st}
+}
+
+type nopEmitter struct{}
+
+func (nopEmitter) Emit(context.Context, collectors.Record) error { return nil }
+func (nopEmitter) Ready()                                        {}
+
+// start runs a shipper until the returned stop is called.
+func (e *env) start() (stop func(), s *Shipper) {
+	cfg, err := cwsink.AWSConfig(context.Background(), cwsink.ClientOptions{Timeout: 2 * time.Second})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	s = New(Options{StateDir: e.dir, Group: "/ec2diag", Stream: "i-0123456789abcdef0", RetentionDays: 30, InstanceID: "i-0123456789abcdef0",
+		API: NewClient(cfg, e.fake.URL), FlushEvery: 100 * time.Millisecond, RequestTimeout: 2 * time.Second, Log: zap.NewNop()})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, nopEmitter{}) }()
+	return func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			e.t.Fatal("shipper did not stop")
+		}
+	}, s
+}
+
+func (e *env) add(n int, kind string, data any) {
+	for i := 0; i < n; i++ {
+		if _, err := e.store.Append(kind, "20261201T000000Z", time.Now(), data, false); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+}
+
+// seqs counts each record's events by its seq.
+func (e *env) seqs() map[uint64]int {
+	out := map[uint64]int{}
+	for _, ev := range e.fake.Events() {
+		var m struct{ Seq uint64 }
+		if json.Unmarshal([]byte(ev.Message), &m) != nil {
+			e.t.Fatalf("not JSON: %q", ev.Message)
+		}
+		out[m.Seq]++
+	}
+	return out
+}
+
+func (e *env) waitEvents(n int, timeout time.Duration) {
+	e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for len(e.fake.Events()) < n && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := len(e.fake.Events()); got < n {
+		e.t.Fatalf("%d events in CloudWatch Logs, want %d", got, n)
+	}
+}
+
+func (e *env) exactlyOnce(n int) {
+	e.t.Helper()
+	got := e.seqs()
+	for seq := uint64(1); seq <= uint64(n); seq++ {
+		if got[seq] != 1 {
+			e.t.Errorf("record %d delivered %d times", seq, got[seq])
+		}
+	}
+	if len(got) != n {
+		e.t.Errorf("%d distinct records delivered, want %d", len(got), n)
+	}
+}
+
+func TestShipsRecordsWithGroupStreamAndRetention(t *testing.T) {
+	e := newEnv(t)
+	e.add(1, incident.KindOnset, map[string]any{"reasons": []string{"CPU 100% busy"}, "verdict": map[string]any{"cause": "job backup.sh",
+		"jobs": []map[string]any{{"job": "backup.sh", "verdict": "caused"}}}})
+	e.add(1, incident.KindJobRun, map[string]any{"job": "backup.sh", "cpu_seconds": 12.5})
+	stop, s := e.start()
+	defer stop()
+	e.waitEvents(2, 10*time.Second)
+	if g := e.fake.Groups(); g["/ec2diag"] != 30 {
+		t.Errorf("groups %v, want /ec2diag with 30 days", g)
+	}
+	evs := e.fake.Events()
+	var onset, run map[string]any
+	json.Unmarshal([]byte(evs[0].Message), &onset)
+	json.Unmarshal([]byte(evs[1].Message), &run)
+	if evs[0].Stream != "i-0123456789abcdef0" || onset["kind"] != "onset" || onset["cause"] != "job backup.sh" || onset["blamed_job"] != "backup.sh" ||
+		onset["instance_id"] != "i-0123456789abcdef0" || run["job"] != "backup.sh" {
+		t.Errorf("events: %s | %s", evs[0].Message, evs[1].Message)
+	}
+	if e.fake.SigFailures() != 0 {
+		t.Errorf("%d requests failed SigV4", e.fake.SigFailures())
+	}
+	if st := s.Stats(); st.Events != 2 || st.Rejected != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// An outage, and the shipper stopped during it (as a kill or a reboot
+// stops the agent): after the restart every record arrives exactly once.
+func TestOutageAndRestartDeliverEveryRecordOnce(t *testing.T) {
+	e := newEnv(t)
+	e.add(3, incident.KindJobRun, map[string]any{"job": "a"})
+	stop, _ := e.start()
+	e.waitEvents(3, 10*time.Second)
+	e.fake.Stop()
+	e.add(5, incident.KindSnapshot, map[string]any{"verdict": map[string]any{"cause": "process x"}})
+	time.Sleep(500 * time.Millisecond) // a few failed attempts
+	stop()
+	e.add(2, incident.KindEnd, map[string]any{})
+	if err := e.fake.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	stop, _ = e.start()
+	defer stop()
+	e.waitEvents(10, 15*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	e.exactlyOnce(10)
+}
+
+// Throttling delays delivery; it loses and doubles nothing.
+func TestThrottlingIsRetried(t *testing.T) {
+	e := newEnv(t)
+	e.fake.SetFault(fakelogs.Throttle, 100)
+	stop, s := e.start()
+	defer stop()
+	e.add(4, incident.KindJobRun, map[string]any{"job": "a"})
+	// The SDK retries throttling itself, with backoff, before the shipper
+	// sees a failure.
+	for deadline := time.Now().Add(15 * time.Second); s.Stats().Failures == 0 && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(e.fake.Events()) != 0 || s.Stats().Failures == 0 {
+		t.Fatalf("throttled calls: %d events stored, %d failures", len(e.fake.Events()), s.Stats().Failures)
+	}
+	e.fake.SetFault(fakelogs.None, 0)
+	e.waitEvents(4, 20*time.Second)
+	e.exactlyOnce(4)
+}
+
+// Batches respect the service's limits: 12,000 records and ~1.6 MB go in
+// several calls, none over 10,000 events or 1 MiB (the stand-in refuses
+// such a call with InvalidParameterException).
+func TestBatchLimits(t *testing.T) {
+	e := newEnv(t)
+	e.add(12000, incident.KindJobRun, map[string]any{"job": "a", "pad": strings.Repeat("x", 100)})
+	stop, s := e.start()
+	defer stop()
+	e.waitEvents(12000, 30*time.Second)
+	if st := s.Stats(); st.Rejected != 0 || e.fake.Calls("PutLogEvents") < 3 {
+		t.Errorf("stats %+v, %d calls", st, e.fake.Calls("PutLogEvents"))
+	}
+	e.exactlyOnce(12000)
+}
+
+// A record over the event size limit is shipped without its data (which
+// stays in the store), not refused and not dropped.
+func TestOversizedRecordIsShippedWithoutItsData(t *testing.T) {
+	e := newEnv(t)
+	e.add(1, incident.KindSnapshot, map[string]any{"verdict": map[string]any{"cause": "process big"}, "pad": strings.Repeat("y", 300<<10)})
+	stop, s := e.start()
+	defer stop()
+	e.waitEvents(1, 10*time.Second)
+	var m map[string]any
+	json.Unmarshal([]byte(e.fake.Events()[0].Message), &m)
+	if m["data"] != nil || m["data_truncated_bytes"] == nil || m["cause"] != "process big" || s.Stats().Oversized != 1 {
+		t.Errorf("oversized event: %.200s", e.fake.Events()[0].Message)
+	}
+}
+
+// Without permission to create the group (an administrator made it), the
+// shipper ships to it; without the group too, nothing is acknowledged and
+// the events wait in the store until the group exists.
+func TestDeniedGroupCreationStillShips(t *testing.T) {
+	e := newEnv(t)
+	e.fake.SetFault(fakelogs.Deny, 0)
+	stop, s := e.start()
+	defer stop()
+	e.add(2, incident.KindJobRun, map[string]any{"job": "a"})
+	time.Sleep(500 * time.Millisecond)
+	if len(e.fake.Events()) != 0 || s.Stats().Failures == 0 {
+		t.Fatalf("no group: %d events stored, stats %+v", len(e.fake.Events()), s.Stats())
+	}
+	e.fake.CreateGroup("/ec2diag", 90)
+	e.waitEvents(2, 15*time.Second)
+	e.exactlyOnce(2)
+	if g := e.fake.Groups(); g["/ec2diag"] != 90 {
+		t.Errorf("the administrator's retention was changed: %v", g)
+	}
+}

@@ -1,0 +1,293 @@
+package fakelogs
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The subset of Logs Insights the stand-in answers, which is what the
+// agent's fleet queries use: commands separated by "|":
+//
+//	fields a, b, c
+//	filter a = "x" and b != "y"        (also: a in ["x", "y"])
+//	stats count(*) as n by a, b
+//	sort a desc | sort a asc
+//	limit N
+//
+// Fields are the JSON message's, flattened with dots (data.cause), as
+// Logs Insights discovers them, plus @timestamp, @logStream, @message.
+// Anything else is a MalformedQueryException, as an unknown command is.
+type query struct {
+	status  string
+	results [][]map[string]string
+	scanned int
+}
+
+func (s *Server) startQuery(w http.ResponseWriter, in map[string]json.RawMessage) {
+	var q string
+	var groups []string
+	var group string
+	var start, end int64
+	json.Unmarshal(in["queryString"], &q)
+	json.Unmarshal(in["logGroupNames"], &groups)
+	json.Unmarshal(in["logGroupName"], &group)
+	json.Unmarshal(in["startTime"], &start)
+	json.Unmarshal(in["endTime"], &end)
+	if group != "" {
+		groups = append(groups, group)
+	}
+	if len(groups) == 0 {
+		fail(w, 400, "InvalidParameterException", "logGroupName or logGroupNames is required")
+		return
+	}
+	for _, g := range groups {
+		if _, ok := s.groups[g]; !ok {
+			fail(w, 400, "ResourceNotFoundException", "Log group "+g+" does not exist")
+			return
+		}
+	}
+	plan, err := parse(q)
+	if err != nil {
+		fail(w, 400, "MalformedQueryException", err.Error())
+		return
+	}
+	var rows []map[string]string
+	scanned := 0
+	for _, e := range s.events {
+		if !contains(groups, e.Group) || e.Timestamp < start*1000 || e.Timestamp > end*1000+999 {
+			continue
+		}
+		scanned++
+		row := map[string]string{"@timestamp": time.UnixMilli(e.Timestamp).UTC().Format("2006-01-02 15:04:05.000"),
+			"@logStream": e.Stream, "@message": e.Message, "@ptr": strconv.Itoa(len(rows))}
+		var m map[string]any
+		if json.Unmarshal([]byte(e.Message), &m) == nil {
+			flatten("", m, row)
+		}
+		if plan.keep(row) {
+			rows = append(rows, row)
+		}
+	}
+	res := plan.run(rows)
+	id := fmt.Sprintf("q-%d", len(s.queries)+1)
+	s.queries[id] = &query{status: "Complete", results: res, scanned: scanned}
+	ok200(w, map[string]any{"queryId": id})
+}
+
+func (s *Server) getQueryResults(w http.ResponseWriter, id string) {
+	q := s.queries[id]
+	if q == nil {
+		fail(w, 400, "ResourceNotFoundException", "query "+id+" not found")
+		return
+	}
+	var results [][]map[string]string
+	for _, r := range q.results {
+		var row []map[string]string
+		for _, f := range r {
+			row = append(row, map[string]string{"field": f["field"], "value": f["value"]})
+		}
+		results = append(results, row)
+	}
+	ok200(w, map[string]any{"status": q.status, "results": results,
+		"statistics": map[string]float64{"recordsMatched": float64(len(q.results)), "recordsScanned": float64(q.scanned)}})
+}
+
+func contains(l []string, s string) bool {
+	for _, x := range l {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func flatten(prefix string, m map[string]any, out map[string]string) {
+	for k, v := range m {
+		key := k
+		if prefix != "" {
+			key = prefix + "." + k
+		}
+		switch x := v.(type) {
+		case map[string]any:
+			flatten(key, x, out)
+		case string:
+			out[key] = x
+		case nil:
+		default:
+			b, _ := json.Marshal(x)
+			out[key] = string(b)
+		}
+	}
+}
+
+type cond struct {
+	field, op string
+	values    []string
+}
+
+type plan struct {
+	fields  []string
+	filters []cond
+	statsBy []string
+	statsAs string
+	sortBy  string
+	desc    bool
+	limit   int
+}
+
+func parse(q string) (*plan, error) {
+	p := &plan{limit: 1000}
+	for _, cmd := range strings.Split(q, "|") {
+		cmd = strings.TrimSpace(cmd)
+		word, rest, _ := strings.Cut(cmd, " ")
+		rest = strings.TrimSpace(rest)
+		switch word {
+		case "fields":
+			for _, f := range strings.Split(rest, ",") {
+				p.fields = append(p.fields, strings.TrimSpace(f))
+			}
+		case "filter":
+			for _, c := range strings.Split(rest, " and ") {
+				cd, err := parseCond(strings.TrimSpace(c))
+				if err != nil {
+					return nil, err
+				}
+				p.filters = append(p.filters, cd)
+			}
+		case "stats":
+			agg, by, ok := strings.Cut(rest, " by ")
+			fn, as, _ := strings.Cut(strings.TrimSpace(agg), " as ")
+			if !ok || strings.TrimSpace(fn) != "count(*)" {
+				return nil, fmt.Errorf("stats: only count(*) [as NAME] by FIELDS, got %q", rest)
+			}
+			p.statsAs = strings.TrimSpace(as)
+			if p.statsAs == "" {
+				p.statsAs = "count(*)"
+			}
+			for _, f := range strings.Split(by, ",") {
+				p.statsBy = append(p.statsBy, strings.TrimSpace(f))
+			}
+		case "sort":
+			f, dir, _ := strings.Cut(rest, " ")
+			p.sortBy, p.desc = f, strings.TrimSpace(dir) != "asc"
+		case "limit":
+			n, err := strconv.Atoi(rest)
+			if err != nil || n < 1 || n > 10000 {
+				return nil, fmt.Errorf("limit: want 1 to 10000, got %q", rest)
+			}
+			p.limit = n
+		default:
+			return nil, fmt.Errorf("unknown command %q", word)
+		}
+	}
+	return p, nil
+}
+
+func parseCond(c string) (cond, error) {
+	for _, op := range []string{"!=", "=", " in "} {
+		if f, v, ok := strings.Cut(c, op); ok {
+			cd := cond{field: strings.TrimSpace(f), op: strings.TrimSpace(op)}
+			v = strings.TrimSpace(v)
+			if cd.op == "in" {
+				if !strings.HasPrefix(v, "[") || !strings.HasSuffix(v, "]") {
+					return cd, fmt.Errorf("filter %q: in wants [\"a\", \"b\"]", c)
+				}
+				for _, x := range strings.Split(v[1:len(v)-1], ",") {
+					u, err := strconv.Unquote(strings.TrimSpace(x))
+					if err != nil {
+						return cd, fmt.Errorf("filter %q: %v", c, err)
+					}
+					cd.values = append(cd.values, u)
+				}
+				return cd, nil
+			}
+			u, err := strconv.Unquote(v)
+			if err != nil {
+				return cd, fmt.Errorf("filter %q: want a quoted value", c)
+			}
+			cd.values = []string{u}
+			return cd, nil
+		}
+	}
+	return cond{}, fmt.Errorf("filter %q: want FIELD = \"VALUE\", != or in [...]", c)
+}
+
+func (p *plan) keep(row map[string]string) bool {
+	for _, c := range p.filters {
+		v, has := row[c.field]
+		switch c.op {
+		case "=":
+			if !has || v != c.values[0] {
+				return false
+			}
+		case "!=":
+			if has && v == c.values[0] {
+				return false
+			}
+		case "in":
+			if !has || !contains(c.values, v) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (p *plan) run(rows []map[string]string) [][]map[string]string {
+	if len(p.statsBy) > 0 {
+		counts := map[string]int{}
+		keys := map[string][]string{}
+		for _, r := range rows {
+			var vs []string
+			for _, f := range p.statsBy {
+				vs = append(vs, r[f])
+			}
+			k := strings.Join(vs, "\x00")
+			counts[k]++
+			keys[k] = vs
+		}
+		rows = nil
+		for k, n := range counts {
+			r := map[string]string{p.statsAs: strconv.Itoa(n)}
+			for i, f := range p.statsBy {
+				r[f] = keys[k][i]
+			}
+			rows = append(rows, r)
+		}
+		p.fields = append(append([]string(nil), p.statsBy...), p.statsAs)
+	}
+	if p.sortBy != "" {
+		sort.SliceStable(rows, func(i, j int) bool {
+			a, b := rows[i][p.sortBy], rows[j][p.sortBy]
+			if x, err := strconv.ParseFloat(a, 64); err == nil {
+				if y, err := strconv.ParseFloat(b, 64); err == nil {
+					return (x > y) == p.desc && x != y
+				}
+			}
+			return (a > b) == p.desc && a != b
+		})
+	}
+	if len(rows) > p.limit {
+		rows = rows[:p.limit]
+	}
+	fields := p.fields
+	if len(fields) == 0 {
+		fields = []string{"@timestamp", "@message"}
+	}
+	var out [][]map[string]string
+	for _, r := range rows {
+		var row []map[string]string
+		for _, f := range fields {
+			if v, ok := r[f]; ok {
+				row = append(row, map[string]string{"field": f, "value": v})
+			}
+		}
+		out = append(out, row)
+	}
+	return out
+}
