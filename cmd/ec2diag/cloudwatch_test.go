@@ -13,6 +13,7 @@ import (
 	"github.com/ec2diag/ec2diag/internal/testkit"
 	"github.com/ec2diag/ec2diag/internal/testkit/fakecw"
 	"github.com/ec2diag/ec2diag/internal/testkit/fakeec2"
+	"github.com/ec2diag/ec2diag/internal/testkit/fakelogs"
 )
 
 // cwEnv runs the agent as on an instance: identity and role credentials
@@ -22,6 +23,7 @@ import (
 type cwEnv struct {
 	t      *testing.T
 	fake   *fakecw.Server
+	logs   *fakelogs.Server
 	aemm   string
 	cfg    string
 	state  string
@@ -32,7 +34,7 @@ func newCWEnv(t *testing.T) *cwEnv { return newCWEnvArgs(t, nil, "") }
 
 func newCWEnvArgs(t *testing.T, aemmArgs []string, extra string) *cwEnv {
 	dir := t.TempDir()
-	e := &cwEnv{t: t, fake: fakecw.Start(t, ""), state: filepath.Join(dir, "state"), cfg: filepath.Join(dir, "config.yaml")}
+	e := &cwEnv{t: t, fake: fakecw.Start(t, ""), logs: fakelogs.Start(t, ""), state: filepath.Join(dir, "state"), cfg: filepath.Join(dir, "config.yaml")}
 	e.aemm = testkit.StartAEMM(t, testkit.AEMMOptions{AccessKey: fakecw.AccessKey, SecretKey: fakecw.SecretKey, Token: "role-session-token", Args: aemmArgs})
 	syslog := filepath.Join(dir, "syslog")
 	writeFile(t, syslog, "")
@@ -47,7 +49,11 @@ cloudwatch:
   period: 1s
   request_timeout: 2s
   dimensions: [InstanceType]
-%s`, noConsole, syslog, e.fake.URL, extra))
+cloudwatch_logs:
+  endpoint: %s
+  flush_interval: 1s
+  request_timeout: 2s
+%s`, noConsole, syslog, e.fake.URL, e.logs.URL, extra))
 	return e
 }
 

@@ -27,6 +27,7 @@ import (
 	"github.com/ec2diag/ec2diag/internal/incident"
 	"github.com/ec2diag/ec2diag/internal/metrics"
 	cwsink "github.com/ec2diag/ec2diag/internal/sink/cloudwatch"
+	"github.com/ec2diag/ec2diag/internal/sink/cwlogs"
 	"github.com/ec2diag/ec2diag/internal/sink/jsonl"
 	"github.com/ec2diag/ec2diag/internal/sink/logsink"
 	"github.com/ec2diag/ec2diag/internal/sink/prom"
@@ -167,6 +168,12 @@ func builder(log *zap.Logger, print bool, id *imds.Identity, res *resources) age
 			p.Sinks = append(p.Sinks, cw)
 			desc = append(desc, "publishing to CloudWatch namespace "+cfg.CloudWatch.Namespace)
 		}
+		if sh, err := logsShipper(ctx, cfg, id, log.Named("cwlogs")); err != nil {
+			return nil, err
+		} else if sh != nil {
+			p.Collectors = append(p.Collectors, sh)
+			desc = append(desc, "shipping incidents to "+sh.String())
+		}
 		if cfg.Sinks.File.Path != "" {
 			s, err := jsonl.Open(cfg.Sinks.File.Path)
 			if err != nil {
@@ -190,6 +197,33 @@ func builder(log *zap.Logger, print bool, id *imds.Identity, res *resources) age
 		p.Describe = strings.Join(desc, ", ")
 		return p, nil
 	}
+}
+
+// logsShipper builds the CloudWatch Logs shipper, or nil when shipping is
+// off. It is a collector of the store (which is its spool), so a reload
+// makes a new one that resumes at the old one's checkpoint.
+func logsShipper(ctx context.Context, cfg config.Config, id *imds.Identity, log *zap.Logger) (*cwlogs.Shipper, error) {
+	lc := cfg.Logs
+	if lc.Enabled == "false" {
+		return nil, nil
+	}
+	if id == nil {
+		if lc.Enabled == "true" {
+			log.Warn("cloudwatch_logs.enabled is true, but there is no instance identity (local mode): not shipping")
+		}
+		return nil, nil
+	}
+	region := lc.Region
+	if region == "" {
+		region = id.Region
+	}
+	awsCfg, err := cwsink.AWSConfig(ctx, cwsink.ClientOptions{Region: region, IMDSEndpoint: cfg.IMDS.Endpoint, Timeout: lc.RequestTimeout.D()})
+	if err != nil {
+		return nil, err
+	}
+	return cwlogs.New(cwlogs.Options{StateDir: cfg.StateDir, Group: lc.LogGroup, Stream: id.InstanceID, RetentionDays: int32(lc.RetentionDays),
+		InstanceID: id.InstanceID, AutoScalingGroup: id.AutoScalingGroup, API: cwlogs.NewClient(awsCfg, lc.Endpoint),
+		FlushEvery: lc.FlushInterval.D(), RequestTimeout: lc.RequestTimeout.D(), Log: log}), nil
 }
 
 // cloudWatchSink builds the publisher, or nil when publishing is off.

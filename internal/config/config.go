@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -50,18 +52,40 @@ type Config struct {
 	// in a thrash the kernel evicts program text, and an agent that must
 	// read its own code back from disk stops recording just before the
 	// hang it is there to explain. Needs LimitMEMLOCK= in the unit.
-	MemoryLock bool       `yaml:"memory_lock"`
-	Log        Log        `yaml:"log"`
-	IMDS       IMDS       `yaml:"imds"`
-	Sinks      Sinks      `yaml:"sinks"`
-	Host       HostConfig `yaml:"host"`
-	Spikes     Spikes     `yaml:"spikes"`
-	Incidents  Incidents  `yaml:"incidents"`
-	Jobs       Jobs       `yaml:"jobs"`
-	Syslog     Syslog     `yaml:"syslog"`
-	CloudWatch CloudWatch `yaml:"cloudwatch"`
-	Checks     Checks     `yaml:"checks"`
+	MemoryLock bool           `yaml:"memory_lock"`
+	Log        Log            `yaml:"log"`
+	IMDS       IMDS           `yaml:"imds"`
+	Sinks      Sinks          `yaml:"sinks"`
+	Host       HostConfig     `yaml:"host"`
+	Spikes     Spikes         `yaml:"spikes"`
+	Incidents  Incidents      `yaml:"incidents"`
+	Jobs       Jobs           `yaml:"jobs"`
+	Syslog     Syslog         `yaml:"syslog"`
+	CloudWatch CloudWatch     `yaml:"cloudwatch"`
+	Logs       CloudWatchLogs `yaml:"cloudwatch_logs"`
+	Checks     Checks         `yaml:"checks"`
 }
+
+// CloudWatchLogs configures shipping the incident store (incidents and
+// job-run summaries) to CloudWatch Logs, one stream per instance.
+type CloudWatchLogs struct {
+	// Enabled: auto (on EC2 only), true, or false.
+	Enabled  string `yaml:"enabled"`
+	LogGroup string `yaml:"log_group"`
+	// RetentionDays is set when the agent creates the group; 0 keeps
+	// events for ever. A group made by someone else is left alone.
+	RetentionDays int `yaml:"retention_days"`
+	// Region defaults to the instance's (from IMDS).
+	Region string `yaml:"region"`
+	// Endpoint overrides the SDK's (which honours AWS_ENDPOINT_URL_CLOUDWATCH_LOGS).
+	Endpoint string `yaml:"endpoint"`
+	// FlushInterval is how long a record may wait to be batched.
+	FlushInterval  Duration `yaml:"flush_interval"`
+	RequestTimeout Duration `yaml:"request_timeout"`
+}
+
+// RetentionValues are the retentions CloudWatch Logs accepts, in days.
+var RetentionValues = []int{1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653}
 
 // Checks configures the instance hygiene checks (ec2diag check, and the
 // daemon at start and every Interval).
@@ -173,6 +197,8 @@ func Default() Config {
 			HighResolution: []string{}, HighResolutionPeriod: Duration(10 * time.Second), JobNames: []string{},
 			MaxJobNames: 20, Metrics: "standard", SpoolMaxBytes: 32 << 20, RequestTimeout: Duration(30 * time.Second),
 		},
+		Logs: CloudWatchLogs{Enabled: "auto", LogGroup: "/ec2diag", RetentionDays: 30, FlushInterval: Duration(5 * time.Second),
+			RequestTimeout: Duration(30 * time.Second)},
 		Checks: Checks{Interval: Duration(24 * time.Hour), AllowedAMIOwners: []string{"amazon", "099720109477", "136693071363"}},
 		Syslog: Syslog{
 			Source:             "auto",
@@ -318,6 +344,16 @@ func (c *Config) validate(d *decoder) {
 		bad("cloudwatch.spool_max_bytes", "want at least 1048576, got %d", cw.SpoolMaxBytes)
 	}
 	atLeast(bad, "cloudwatch.request_timeout", cw.RequestTimeout, 100*time.Millisecond)
+	lg := c.Logs
+	oneOf(bad, "cloudwatch_logs.enabled", lg.Enabled, "auto", "true", "false")
+	if !validLogGroup(lg.LogGroup) {
+		bad("cloudwatch_logs.log_group", "want 1-512 characters of a-z A-Z 0-9 _ - / . #, got %q", lg.LogGroup)
+	}
+	if lg.RetentionDays != 0 && !slices.Contains(RetentionValues, lg.RetentionDays) {
+		bad("cloudwatch_logs.retention_days", "want 0 (never expire) or one of %v, got %d", RetentionValues, lg.RetentionDays)
+	}
+	atLeast(bad, "cloudwatch_logs.flush_interval", lg.FlushInterval, time.Second)
+	atLeast(bad, "cloudwatch_logs.request_timeout", lg.RequestTimeout, 100*time.Millisecond)
 	if l := c.Sinks.Prometheus.Listen; l != "" {
 		if err := promAddr(l); err != nil {
 			bad("sinks.prometheus.listen", "%v", err)
@@ -443,4 +479,17 @@ func promAddr(addr string) error {
 		return fmt.Errorf("want a loopback address (127.0.0.1:PORT or [::1]:PORT), got %q: the endpoint has no authentication", addr)
 	}
 	return nil
+}
+
+// validLogGroup: the names CreateLogGroup accepts.
+func validLogGroup(g string) bool {
+	if g == "" || len(g) > 512 {
+		return false
+	}
+	for _, c := range g {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("_-/.#", c)) {
+			return false
+		}
+	}
+	return true
 }

@@ -21,6 +21,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -73,7 +74,10 @@ type Options struct {
 	Group, Stream string
 	RetentionDays int32 // 0: leave the group's retention alone
 	InstanceID    string
-	API           API
+	// AutoScalingGroup, when known, goes in every event so fleet queries
+	// can pick one group (ec2diag fleet --asg).
+	AutoScalingGroup string
+	API              API
 	// FlushEvery is how long an event may wait to be batched; default 5 s.
 	FlushEvery     time.Duration
 	RequestTimeout time.Duration
@@ -199,7 +203,8 @@ func (s *Shipper) handle(lines []tail.Line, ack func()) error {
 
 // event is the JSON message for one store record, with the figures a
 // fleet query filters on lifted to the top: kind, incident, cause, the
-// job blamed, the job of a run.
+// job blamed, the top process, the reasons, the job of a run (the fleet
+// queries read these; the record itself is in data).
 func (s *Shipper) event(l tail.Line) (types.InputLogEvent, bool) {
 	r, ok := incident.ParseLine(l.Data)
 	if !ok || l.Truncated || l.Partial {
@@ -212,11 +217,19 @@ func (s *Shipper) event(l tail.Line) (types.InputLogEvent, bool) {
 	if r.Incident != "" {
 		msg["incident"] = r.Incident
 	}
+	if s.o.AutoScalingGroup != "" {
+		msg["asg"] = s.o.AutoScalingGroup
+	}
 	var d struct {
 		Job     string `json:"job"`
 		Verdict struct {
-			Cause string `json:"cause"`
-			Jobs  []struct {
+			Cause   string `json:"cause"`
+			Summary string `json:"summary"`
+			Top     []struct {
+				PID  int    `json:"pid"`
+				Comm string `json:"comm"`
+			} `json:"top_processes"`
+			Jobs []struct {
 				Job     string `json:"job"`
 				Verdict string `json:"verdict"`
 			} `json:"jobs"`
@@ -236,8 +249,17 @@ func (s *Shipper) event(l tail.Line) (types.InputLogEvent, bool) {
 		if d.Job != "" {
 			msg["job"] = d.Job
 		}
+		if d.Verdict.Summary != "" {
+			msg["summary"] = d.Verdict.Summary
+		}
+		if len(d.Verdict.Top) > 0 {
+			msg["top_process"] = fmt.Sprintf("%s (pid %d)", d.Verdict.Top[0].Comm, d.Verdict.Top[0].PID)
+		}
 		if len(d.Reasons) > 0 {
 			msg["reasons"] = d.Reasons
+			// One string as well: Logs Insights sees an array as
+			// reasons.0, reasons.1, ...; a query wants the whole.
+			msg["reason"] = strings.Join(d.Reasons, "; ")
 		}
 	}
 	b, _ := json.Marshal(msg)
