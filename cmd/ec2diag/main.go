@@ -77,7 +77,7 @@ Run "ec2diag run" as the daemon (the .deb installs a systemd unit for it).`,
 	pf.StringVar(&g.stateDir, "state-dir", "", "state directory (overrides state_dir in the config)")
 	pf.StringVar(&g.logLevel, "log-level", "", "log level: debug, info, warn, error (overrides log.level)")
 	pf.StringVar(&g.logFormat, "log-format", "", "log output: auto, journal, console, json (overrides log.format)")
-	root.AddCommand(newRunCmd(g), newVersionCmd(), newConfigCmd(g), newTailCmd(g), newAnalyzeCmd(g), newIncidentsCmd(g), newHealthCmd(g), newAlarmCmd(g), newDashboardCmd(g), newCheckCmd(g))
+	root.AddCommand(newRunCmd(g), newVersionCmd(), newConfigCmd(g), newTailCmd(g), newAnalyzeCmd(g), newIncidentsCmd(g), newHealthCmd(g), newAlarmCmd(g), newDashboardCmd(g), newCheckCmd(g), newFleetCmd(g))
 	return root
 }
 

@@ -14,8 +14,8 @@ import (
 // agent's fleet queries use: commands separated by "|":
 //
 //	fields a, b, c
-//	filter a = "x" and b != "y"        (also: a in ["x", "y"])
-//	stats count(*) as n by a, b
+//	filter a = "x" and b != "y"        (also: a in ["x", "y"], ispresent(a))
+//	stats count(*) as n, latest(c) as c by a, b   (count, earliest, latest, min, max)
 //	sort a desc | sort a asc
 //	limit N
 //
@@ -118,6 +118,11 @@ func flatten(prefix string, m map[string]any, out map[string]string) {
 		case string:
 			out[key] = x
 		case nil:
+		case []any:
+			// As Logs Insights discovers arrays: one field per element.
+			for i, e := range x {
+				flatten(key, map[string]any{strconv.Itoa(i): e}, out)
+			}
 		default:
 			b, _ := json.Marshal(x)
 			out[key] = string(b)
@@ -130,11 +135,14 @@ type cond struct {
 	values    []string
 }
 
+// agg is one stats aggregation; earliest and latest go by @timestamp.
+type agg struct{ fn, field, as string }
+
 type plan struct {
 	fields  []string
 	filters []cond
 	statsBy []string
-	statsAs string
+	aggs    []agg
 	sortBy  string
 	desc    bool
 	limit   int
@@ -160,14 +168,21 @@ func parse(q string) (*plan, error) {
 				p.filters = append(p.filters, cd)
 			}
 		case "stats":
-			agg, by, ok := strings.Cut(rest, " by ")
-			fn, as, _ := strings.Cut(strings.TrimSpace(agg), " as ")
-			if !ok || strings.TrimSpace(fn) != "count(*)" {
-				return nil, fmt.Errorf("stats: only count(*) [as NAME] by FIELDS, got %q", rest)
+			aggs, by, ok := strings.Cut(rest, " by ")
+			if !ok {
+				return nil, fmt.Errorf("stats: want AGG [as NAME], ... by FIELDS, got %q", rest)
 			}
-			p.statsAs = strings.TrimSpace(as)
-			if p.statsAs == "" {
-				p.statsAs = "count(*)"
+			for _, a := range strings.Split(aggs, ",") {
+				fn, as, _ := strings.Cut(strings.TrimSpace(a), " as ")
+				fn = strings.TrimSpace(fn)
+				name, arg, ok := strings.Cut(strings.TrimSuffix(fn, ")"), "(")
+				if !ok || !strings.HasSuffix(fn, ")") || !contains([]string{"count", "earliest", "latest", "min", "max"}, name) || (name == "count") != (arg == "*") {
+					return nil, fmt.Errorf("stats: only count(*), earliest(F), latest(F), min(F), max(F), got %q", fn)
+				}
+				if as = strings.TrimSpace(as); as == "" {
+					as = fn
+				}
+				p.aggs = append(p.aggs, agg{fn: name, field: strings.TrimSpace(arg), as: as})
 			}
 			for _, f := range strings.Split(by, ",") {
 				p.statsBy = append(p.statsBy, strings.TrimSpace(f))
@@ -189,6 +204,9 @@ func parse(q string) (*plan, error) {
 }
 
 func parseCond(c string) (cond, error) {
+	if f, ok := strings.CutPrefix(c, "ispresent("); ok && strings.HasSuffix(f, ")") {
+		return cond{field: strings.TrimSpace(strings.TrimSuffix(f, ")")), op: "ispresent"}, nil
+	}
 	for _, op := range []string{"!=", "=", " in "} {
 		if f, v, ok := strings.Cut(c, op); ok {
 			cd := cond{field: strings.TrimSpace(f), op: strings.TrimSpace(op)}
@@ -233,6 +251,10 @@ func (p *plan) keep(row map[string]string) bool {
 			if !has || !contains(c.values, v) {
 				return false
 			}
+		case "ispresent":
+			if !has {
+				return false
+			}
 		}
 	}
 	return true
@@ -240,26 +262,39 @@ func (p *plan) keep(row map[string]string) bool {
 
 func (p *plan) run(rows []map[string]string) [][]map[string]string {
 	if len(p.statsBy) > 0 {
-		counts := map[string]int{}
-		keys := map[string][]string{}
+		groups := map[string][]map[string]string{}
+		var order []string
 		for _, r := range rows {
 			var vs []string
 			for _, f := range p.statsBy {
 				vs = append(vs, r[f])
 			}
 			k := strings.Join(vs, "\x00")
-			counts[k]++
-			keys[k] = vs
+			if groups[k] == nil {
+				order = append(order, k)
+			}
+			groups[k] = append(groups[k], r)
 		}
 		rows = nil
-		for k, n := range counts {
-			r := map[string]string{p.statsAs: strconv.Itoa(n)}
-			for i, f := range p.statsBy {
-				r[f] = keys[k][i]
+		for _, k := range order {
+			g := groups[k]
+			out := map[string]string{}
+			for _, f := range p.statsBy {
+				if v, ok := g[0][f]; ok {
+					out[f] = v
+				}
 			}
-			rows = append(rows, r)
+			for _, a := range p.aggs {
+				if v, ok := a.apply(g); ok {
+					out[a.as] = v
+				}
+			}
+			rows = append(rows, out)
 		}
-		p.fields = append(append([]string(nil), p.statsBy...), p.statsAs)
+		p.fields = append([]string(nil), p.statsBy...)
+		for _, a := range p.aggs {
+			p.fields = append(p.fields, a.as)
+		}
 	}
 	if p.sortBy != "" {
 		sort.SliceStable(rows, func(i, j int) bool {
@@ -290,4 +325,39 @@ func (p *plan) run(rows []map[string]string) [][]map[string]string {
 		out = append(out, row)
 	}
 	return out
+}
+
+// apply computes the aggregation over one group's rows (in arrival order,
+// which is time order for one stream); rows without the field are skipped.
+func (a agg) apply(rows []map[string]string) (string, bool) {
+	if a.fn == "count" {
+		return strconv.Itoa(len(rows)), true
+	}
+	best, bestT, found := "", "", false
+	for _, r := range rows {
+		v, ok := r[a.field]
+		if !ok {
+			continue
+		}
+		t := r["@timestamp"]
+		better := !found
+		switch a.fn {
+		case "earliest":
+			better = better || t < bestT
+		case "latest":
+			better = better || t >= bestT
+		case "min", "max":
+			x, err1 := strconv.ParseFloat(v, 64)
+			y, err2 := strconv.ParseFloat(best, 64)
+			if err1 == nil && err2 == nil {
+				better = better || (a.fn == "min") == (x < y) && x != y
+			} else {
+				better = better || (a.fn == "min") == (v < best) && v != best
+			}
+		}
+		if better {
+			best, bestT, found = v, t, true
+		}
+	}
+	return best, found
 }
