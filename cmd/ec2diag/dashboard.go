@@ -13,7 +13,7 @@ import (
 )
 
 func newDashboardCmd(g *globalFlags) *cobra.Command {
-	var instanceID, region, asg, put string
+	var instanceID, region, asg, put, accountID string
 	c := &cobra.Command{
 		Use:   "dashboard [--asg NAME] [--put NAME] [--instance-id ID --region R]",
 		Short: "Print (or put) a CloudWatch dashboard for the agent's metrics",
@@ -36,7 +36,10 @@ NAME (cloudwatch:PutDashboard).`,
 			ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
 			defer cancel()
 			o := dashboard.Options{Namespace: cfg.CloudWatch.Namespace, ASG: asg, ExtraDims: cfg.CloudWatch.Dimensions,
-				Detailed: cfg.CloudWatch.Metrics == "detailed", FleetJobs: cfg.CloudWatch.JobNames}
+				Detailed: cfg.CloudWatch.Metrics == "detailed", FleetJobs: cfg.CloudWatch.JobNames, AccountID: accountID}
+			if cfg.Logs.Enabled != "false" {
+				o.LogGroup = cfg.Logs.LogGroup
+			}
 			if asg != "" && region != "" {
 				o.Region = region
 			} else {
@@ -45,6 +48,9 @@ NAME (cloudwatch:PutDashboard).`,
 					return err
 				}
 				o.Region = t.Region
+				if t.Identity != nil && o.AccountID == "" {
+					o.AccountID = t.Identity.AccountID
+				}
 				if asg == "" {
 					o.InstanceID = t.InstanceID
 				}
@@ -75,6 +81,7 @@ NAME (cloudwatch:PutDashboard).`,
 	c.Flags().StringVar(&instanceID, "instance-id", "", "instance (default: this one, from IMDS)")
 	c.Flags().StringVar(&region, "region", "", "region (default: cloudwatch.region, then IMDS)")
 	c.Flags().StringVar(&asg, "asg", "", "a fleet view of this Auto Scaling group instead of one instance")
+	c.Flags().StringVar(&accountID, "account-id", "", "the account, for the reboot alarm's state (default: this instance's, from IMDS)")
 	c.Flags().StringVar(&put, "put", "", "create or replace the dashboard with this name instead of printing it")
 	return c
 }

@@ -76,14 +76,14 @@ func Build(o Options) ([]Request, error) {
 	}
 	if !o.Recover {
 		r := base
-		r.AlarmName = "ec2diag-reboot-" + o.InstanceID
+		r.AlarmName = RebootName(o.InstanceID)
 		r.AlarmDescription = "Reboot " + o.InstanceID + " when a status check fails (installed by ec2diag alarm install)"
 		r.MetricName, r.Period, r.EvaluationPeriods = "StatusCheckFailed", 300, 1
 		r.AlarmActions = actions("reboot")
 		return []Request{r}, nil
 	}
 	reboot := base
-	reboot.AlarmName = "ec2diag-reboot-" + o.InstanceID
+	reboot.AlarmName = RebootName(o.InstanceID)
 	reboot.AlarmDescription = "Reboot " + o.InstanceID + " when the instance status check fails for 3 minutes (installed by ec2diag alarm install --recover)"
 	reboot.MetricName, reboot.Period, reboot.EvaluationPeriods = "StatusCheckFailed_Instance", 60, 3
 	reboot.AlarmActions = actions("reboot")
@@ -255,3 +255,7 @@ func Terraform(reqs []Request) string {
 	}
 	return b.String()
 }
+
+// RebootName is the reboot alarm's name for an instance (the dashboard
+// shows its state).
+func RebootName(instanceID string) string { return "ec2diag-reboot-" + instanceID }

@@ -8,6 +8,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+
+	"github.com/ec2diag/ec2diag/internal/alarm"
+	"github.com/ec2diag/ec2diag/internal/fleet"
 )
 
 // Options select what the dashboard shows.
@@ -27,6 +30,12 @@ type Options struct {
 	// FleetJobs: cloudwatch.job_names, whose metrics go by Job alone,
 	// shared by the fleet (standard set).
 	FleetJobs []string
+	// LogGroup is where the agents ship incidents (cloudwatch_logs);
+	// "" leaves out the Logs Insights widgets.
+	LogGroup string
+	// AccountID, when known, adds the reboot alarm's state (its ARN needs
+	// the account).
+	AccountID string
 }
 
 type widget struct {
@@ -140,8 +149,41 @@ func Body(o Options) (string, error) {
 		}
 		ws = append(ws, map[string]any{"type": "metric", "x": (i % 2) * 12, "y": 2 + (i/2)*6, "width": 12, "height": 6, "properties": props})
 	}
+	y := 2 + ((len(list)+1)/2)*6
+	ws = append(ws, ec2Widgets(o, y)...)
 	b, err := json.MarshalIndent(map[string]any{"widgets": ws}, "", "  ")
 	return string(b), err
+}
+
+// ec2Widgets put EC2's own verdict beside the agent's: StatusCheckFailed
+// (what the reboot alarm watches) and the alarm's state, then the
+// incidents and most-blamed jobs from CloudWatch Logs.
+func ec2Widgets(o Options, y int) []map[string]any {
+	var ws []map[string]any
+	metric := []any{"AWS/EC2", "StatusCheckFailed", "InstanceId", o.InstanceID}
+	if o.ASG != "" {
+		metric = []any{"AWS/EC2", "StatusCheckFailed", "AutoScalingGroupName", o.ASG}
+	}
+	ws = append(ws, map[string]any{"type": "metric", "x": 0, "y": y, "width": 12, "height": 6, "properties": map[string]any{
+		"title": "EC2 status check failed (AWS/EC2; the reboot alarm's metric)", "region": o.Region, "view": "timeSeries", "stat": "Maximum",
+		"period": 60, "metrics": []any{metric}}})
+	if o.AccountID != "" && o.InstanceID != "" {
+		arn := fmt.Sprintf("arn:aws:cloudwatch:%s:%s:alarm:%s", o.Region, o.AccountID, alarm.RebootName(o.InstanceID))
+		ws = append(ws, map[string]any{"type": "alarm", "x": 12, "y": y, "width": 12, "height": 6, "properties": map[string]any{
+			"title": "Reboot alarm (ec2diag alarm install)", "alarms": []string{arn}}})
+	}
+	if o.LogGroup == "" {
+		return ws
+	}
+	f := fleet.Filter{Instance: o.InstanceID, ASG: o.ASG, Limit: 50}
+	ws = append(ws,
+		map[string]any{"type": "log", "x": 0, "y": y + 6, "width": 24, "height": 8, "properties": map[string]any{
+			"title": "Incidents (CloudWatch Logs Insights; ec2diag fleet incidents)", "region": o.Region, "view": "table",
+			"query": fleet.Source(o.LogGroup) + fleet.IncidentsQuery(f)}},
+		map[string]any{"type": "log", "x": 0, "y": y + 14, "width": 12, "height": 6, "properties": map[string]any{
+			"title": "Jobs most often blamed (ec2diag fleet jobs)", "region": o.Region, "view": "table",
+			"query": fleet.Source(o.LogGroup) + fleet.TopJobsQuery(f)}})
+	return ws
 }
 
 func sp(s string) string {

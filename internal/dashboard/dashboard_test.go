@@ -70,12 +70,64 @@ func TestBodyIsValidAndScoped(t *testing.T) {
 		if w.Type != "metric" {
 			continue
 		}
-		m := w.Properties["metrics"].([]any)[0].([]any)[0].(map[string]any)
+		m, ok := w.Properties["metrics"].([]any)[0].([]any)[0].(map[string]any)
+		if !ok {
+			continue // AWS/EC2's StatusCheckFailed, a plain metric
+		}
 		if !re.MatchString(m["expression"].(string)) {
 			t.Errorf("expression %s", m["expression"])
 		}
 	}
 	if _, err := Body(Options{Namespace: "EC2Diag", Region: "eu-west-1"}); err == nil {
 		t.Error("no scope accepted")
+	}
+}
+
+// Beside the agent's figures: EC2's StatusCheckFailed, the reboot alarm's
+// state (when the account is known) and the Logs Insights widgets, scoped
+// to the instance.
+func TestEC2AndLogsWidgets(t *testing.T) {
+	b, err := Body(Options{Namespace: "EC2Diag", Region: "eu-west-1", InstanceID: "i-0123456789abcdef0", LogGroup: "/ec2diag", AccountID: "123456789012"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Widgets []struct {
+			Type       string
+			Properties map[string]any
+		}
+	}
+	if err := json.Unmarshal([]byte(b), &d); err != nil {
+		t.Fatal(err)
+	}
+	var status, alarm, logs int
+	for _, w := range d.Widgets {
+		switch w.Type {
+		case "metric":
+			if m, ok := w.Properties["metrics"].([]any)[0].([]any); ok && m[0] == "AWS/EC2" {
+				if m[1] != "StatusCheckFailed" || m[3] != "i-0123456789abcdef0" {
+					t.Errorf("status widget %v", m)
+				}
+				status++
+			}
+		case "alarm":
+			if a := w.Properties["alarms"].([]any); a[0] != "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:ec2diag-reboot-i-0123456789abcdef0" {
+				t.Errorf("alarm widget %v", a)
+			}
+			alarm++
+		case "log":
+			q := w.Properties["query"].(string)
+			if !strings.HasPrefix(q, "SOURCE '/ec2diag' | filter ") || !strings.Contains(q, `instance_id = "i-0123456789abcdef0"`) || w.Properties["region"] != "eu-west-1" {
+				t.Errorf("log widget query %s", q)
+			}
+			logs++
+		}
+	}
+	if status != 1 || alarm != 1 || logs != 2 {
+		t.Errorf("%d status, %d alarm, %d log widgets; want 1, 1, 2", status, alarm, logs)
+	}
+	b, _ = Body(Options{Namespace: "EC2Diag", Region: "eu-west-1", ASG: "web"})
+	if strings.Contains(b, `"type": "log"`) || strings.Contains(b, `"type": "alarm"`) || !regexp.MustCompile(`"StatusCheckFailed",\s+"AutoScalingGroupName",\s+"web"`).MatchString(b) {
+		t.Errorf("ASG body without logs or account:\n%s", b)
 	}
 }

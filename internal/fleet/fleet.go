@@ -26,10 +26,11 @@ type API interface {
 
 // Filter narrows a query.
 type Filter struct {
-	Since time.Duration
-	ASG   string // AutoScalingGroupName the instances were in
-	Job   string // only incidents that blamed this job
-	Limit int
+	Since    time.Duration
+	Instance string // one instance (the dashboard's single-instance view)
+	ASG      string // AutoScalingGroupName the instances were in
+	Job      string // only incidents that blamed this job
+	Limit    int
 }
 
 // Incident is one incident of the fleet, from its records' latest verdict.
@@ -59,6 +60,9 @@ func q(s string) string { return strconv.Quote(s) }
 
 func filters(f Filter) string {
 	var b strings.Builder
+	if f.Instance != "" {
+		b.WriteString(" and instance_id = " + q(f.Instance))
+	}
 	if f.ASG != "" {
 		b.WriteString(" and asg = " + q(f.ASG))
 	}
@@ -92,6 +96,20 @@ func JobsQuery(f Filter) string {
 | stats count(*) as records by blamed_job, instance_id, incident
 | limit 10000`
 }
+
+// TopJobsQuery is JobsQuery counted by Logs Insights itself (its
+// count_distinct is approximate on large sets, so the CLI counts exactly
+// from JobsQuery): for the console and the dashboard.
+func TopJobsQuery(f Filter) string {
+	return `filter kind in ["onset", "snapshot", "end"] and ispresent(blamed_job)` + filters(f) + `
+| stats count_distinct(incident) as incidents, count_distinct(instance_id) as instances by blamed_job
+| sort incidents desc
+| limit ` + strconv.Itoa(min(limit(f), 100))
+}
+
+// Source is the SOURCE clause a dashboard's log widget starts with.
+// (Log group names cannot hold a quote: config validates them.)
+func Source(group string) string { return "SOURCE '" + group + "' | " }
 
 // Client runs the queries.
 type Client struct {

@@ -152,6 +152,15 @@ func TestFleetJobs(t *testing.T) {
 	if len(jobs) != 2 || jobs[0] != (JobCount{"backup.sh", 2, 1}) || jobs[1] != (JobCount{"report.sh", 1, 1}) {
 		t.Errorf("jobs %+v", jobs)
 	}
+	// The dashboard's and the README's version, counted by Logs Insights.
+	rows, err := c.Run(context.Background(), TopJobsQuery(Filter{}), time.Hour*2)
+	if err != nil || len(rows) != 2 || rows[0]["blamed_job"] != "backup.sh" || rows[0]["incidents"] != "2" || rows[0]["instances"] != "1" {
+		t.Errorf("TopJobsQuery: %v %v", rows, err)
+	}
+	rows, err = c.Run(context.Background(), IncidentsQuery(Filter{Instance: "i-bbbb"}), time.Hour*2)
+	if err != nil || len(rows) != 1 || rows[0]["incident"] != "B1" {
+		t.Errorf("IncidentsQuery for one instance: %v %v", rows, err)
+	}
 }
 
 func TestQueryErrorsAreSaid(t *testing.T) {

@@ -1,8 +1,11 @@
 package cwlogs
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +13,7 @@ import (
 	"github.com/ec2diag/ec2diag/collectors"
 	"github.com/ec2diag/ec2diag/internal/incident"
 	cwsink "github.com/ec2diag/ec2diag/internal/sink/cloudwatch"
+	"github.com/ec2diag/ec2diag/internal/tail"
 	"github.com/ec2diag/ec2diag/internal/testkit/fakelogs"
 	"go.uber.org/zap"
 )
@@ -224,4 +228,41 @@ func TestDeniedGroupCreationStillShips(t *testing.T) {
 	if g := e.fake.Groups(); g["/ec2diag"] != 90 {
 		t.Errorf("the administrator's retention was changed: %v", g)
 	}
+}
+
+// BenchmarkEventBytes reports the size of the events a job run and a
+// snapshot of 10 processes become, for the ingestion-cost estimate.
+func BenchmarkEventBytes(b *testing.B) {
+	s := New(Options{InstanceID: "i-0123456789abcdef0", AutoScalingGroup: "web-asg"})
+	now := time.Now()
+	run := map[string]any{"id": "r-20261201T000000Z-1234", "job": "nightly-report", "pid": 12345, "unit": "", "start": now, "end": now.Add(time.Minute),
+		"cpu_seconds": 12.34, "peak_rss_bytes": 123456789, "processes_seen": true}
+	var top []map[string]any
+	for i := 0; i < 10; i++ {
+		top = append(top, map[string]any{"pid": 1000 + i, "comm": "python3", "cpu_seconds": 1.5, "cpu_share": 0.1, "rss_bytes": 1 << 28, "job": "nightly-report"})
+	}
+	snap := map[string]any{"onset": now, "reasons": []string{"CPU 100% busy for 10s"}, "host": map[string]any{"cpu_busy": 99.5, "mem_available_pct": 40.2,
+		"psi_cpu_some": 80.1, "psi_mem_full": 0.0, "swap_used_bytes": 0}, "verdict": map[string]any{"cause": "job nightly-report", "summary": "job nightly-report used 95% of CPU",
+		"top_processes": top, "jobs": []map[string]any{{"job": "nightly-report", "verdict": "caused", "cpu_share": 0.95}}}}
+	st, err := incident.Open(b.TempDir(), 16<<20, 1, "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	st.Append(incident.KindJobRun, "", now, run, false)
+	st.Append(incident.KindSnapshot, "20261201T000000Z", now, snap, false)
+	raw, _ := os.ReadFile(filepath.Join(st.Dir(), incident.FileName))
+	ls := bytes.Split(bytes.TrimSpace(raw), []byte("\n"))
+	lr, lsn := tail.Line{Data: ls[0]}, tail.Line{Data: ls[1]}
+	var nr, ns int
+	for i := 0; i < b.N; i++ {
+		er, ok1 := s.event(lr)
+		es, ok2 := s.event(lsn)
+		if !ok1 || !ok2 {
+			b.Fatal("store line not parsed")
+		}
+		nr, ns = len(*er.Message)+eventOverhead, len(*es.Message)+eventOverhead
+	}
+	b.ReportMetric(float64(nr), "job_run_bytes")
+	b.ReportMetric(float64(ns), "snapshot_bytes")
 }

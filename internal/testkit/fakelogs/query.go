@@ -15,7 +15,7 @@ import (
 //
 //	fields a, b, c
 //	filter a = "x" and b != "y"        (also: a in ["x", "y"], ispresent(a))
-//	stats count(*) as n, latest(c) as c by a, b   (count, earliest, latest, min, max)
+//	stats count(*) as n, latest(c) as c by a, b   (count, count_distinct, earliest, latest, min, max)
 //	sort a desc | sort a asc
 //	limit N
 //
@@ -176,7 +176,7 @@ func parse(q string) (*plan, error) {
 				fn, as, _ := strings.Cut(strings.TrimSpace(a), " as ")
 				fn = strings.TrimSpace(fn)
 				name, arg, ok := strings.Cut(strings.TrimSuffix(fn, ")"), "(")
-				if !ok || !strings.HasSuffix(fn, ")") || !contains([]string{"count", "earliest", "latest", "min", "max"}, name) || (name == "count") != (arg == "*") {
+				if !ok || !strings.HasSuffix(fn, ")") || !contains([]string{"count", "count_distinct", "earliest", "latest", "min", "max"}, name) || (name == "count") != (arg == "*") {
 					return nil, fmt.Errorf("stats: only count(*), earliest(F), latest(F), min(F), max(F), got %q", fn)
 				}
 				if as = strings.TrimSpace(as); as == "" {
@@ -332,6 +332,15 @@ func (p *plan) run(rows []map[string]string) [][]map[string]string {
 func (a agg) apply(rows []map[string]string) (string, bool) {
 	if a.fn == "count" {
 		return strconv.Itoa(len(rows)), true
+	}
+	if a.fn == "count_distinct" {
+		seen := map[string]bool{}
+		for _, r := range rows {
+			if v, ok := r[a.field]; ok {
+				seen[v] = true
+			}
+		}
+		return strconv.Itoa(len(seen)), true
 	}
 	best, bestT, found := "", "", false
 	for _, r := range rows {
