@@ -79,7 +79,8 @@ type CloudWatchLogs struct {
 	Region string `yaml:"region"`
 	// Endpoint overrides the SDK's (which honours AWS_ENDPOINT_URL_CLOUDWATCH_LOGS).
 	Endpoint string `yaml:"endpoint"`
-	// FlushInterval is how long a record may wait to be batched.
+	// FlushInterval is how long a job-run summary may wait to be
+	// batched; incident records go at once.
 	FlushInterval  Duration `yaml:"flush_interval"`
 	RequestTimeout Duration `yaml:"request_timeout"`
 }
@@ -197,7 +198,7 @@ func Default() Config {
 			HighResolution: []string{}, HighResolutionPeriod: Duration(10 * time.Second), JobNames: []string{},
 			MaxJobNames: 20, Metrics: "standard", SpoolMaxBytes: 32 << 20, RequestTimeout: Duration(30 * time.Second),
 		},
-		Logs: CloudWatchLogs{Enabled: "auto", LogGroup: "/ec2diag", RetentionDays: 30, FlushInterval: Duration(5 * time.Second),
+		Logs: CloudWatchLogs{Enabled: "auto", LogGroup: "/ec2diag", RetentionDays: 30, FlushInterval: Duration(time.Minute),
 			RequestTimeout: Duration(30 * time.Second)},
 		Checks: Checks{Interval: Duration(24 * time.Hour), AllowedAMIOwners: []string{"amazon", "099720109477", "136693071363"}},
 		Syslog: Syslog{

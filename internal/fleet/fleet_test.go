@@ -2,6 +2,8 @@ package fleet
 
 import (
 	"context"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -168,5 +170,20 @@ func TestQueryErrorsAreSaid(t *testing.T) {
 	c.Group = "/missing"
 	if _, err := c.Incidents(context.Background(), Filter{Since: time.Hour}); err == nil {
 		t.Error("query on a missing group succeeded")
+	}
+}
+
+// The README's queries, for pasting into the console, are the ones the
+// commands run.
+func TestREADMEHasTheQueries(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	indent := func(q string) string { return "    " + strings.ReplaceAll(q, "\n", "\n    ") }
+	for name, q := range map[string]string{"incidents": IncidentsQuery(Filter{}), "top jobs": TopJobsQuery(Filter{})} {
+		if !strings.Contains(string(readme), indent(q)) {
+			t.Errorf("README lacks the %s query as it is now:\n%s", name, indent(q))
+		}
 	}
 }

@@ -78,7 +78,10 @@ type Options struct {
 	// can pick one group (ec2diag fleet --asg).
 	AutoScalingGroup string
 	API              API
-	// FlushEvery is how long an event may wait to be batched; default 5 s.
+	// FlushEvery is how long a job-run event may wait to be batched
+	// (default 60 s: one call a minute per instance keeps a fleet of
+	// 10,000 far under the account's PutLogEvents quota). Incident
+	// records go at once: the machine may hang or be replaced next.
 	FlushEvery     time.Duration
 	RequestTimeout time.Duration
 	Log            *zap.Logger
@@ -100,6 +103,7 @@ type Shipper struct {
 	stats  Stats
 	ready  bool // group and stream exist (or we were refused making them)
 	warned map[string]bool
+	urgent chan struct{} // an incident record is queued: flush now
 }
 
 type pending struct {
@@ -117,7 +121,7 @@ type tailBatch struct {
 // New returns a shipper; nothing runs until Run.
 func New(o Options) *Shipper {
 	if o.FlushEvery <= 0 {
-		o.FlushEvery = 5 * time.Second
+		o.FlushEvery = time.Minute
 	}
 	if o.RequestTimeout <= 0 {
 		o.RequestTimeout = 30 * time.Second
@@ -125,7 +129,7 @@ func New(o Options) *Shipper {
 	if o.Log == nil {
 		o.Log = zap.NewNop()
 	}
-	s := &Shipper{o: o, warned: map[string]bool{}}
+	s := &Shipper{o: o, warned: map[string]bool{}, urgent: make(chan struct{}, 1)}
 	s.space = sync.NewCond(&s.mu)
 	return s
 }
@@ -142,7 +146,7 @@ func (s *Shipper) Stats() Stats {
 // Run follows the store and ships until ctx is done.
 func (s *Shipper) Run(ctx context.Context, e collectors.Emitter) error {
 	f := tail.New(tail.Options{Path: filepath.Join(s.o.StateDir, incident.FileName), StateDir: filepath.Join(s.o.StateDir, "cwlogs"),
-		FromStart: true, MaxLineBytes: 1 << 20, PollInterval: s.o.FlushEvery, Log: s.o.Log.Named("store")})
+		FromStart: true, MaxLineBytes: 1 << 20, PollInterval: min(s.o.FlushEvery, 10*time.Second), Log: s.o.Log.Named("store")})
 	s.mu.Lock()
 	s.ctx = ctx
 	s.mu.Unlock()
@@ -176,11 +180,21 @@ func (s *Shipper) Run(ctx context.Context, e collectors.Emitter) error {
 func (s *Shipper) handle(lines []tail.Line, ack func()) error {
 	b := &tailBatch{ack: ack}
 	var evs []types.InputLogEvent
+	urgent := false
 	for _, l := range lines {
-		ev, ok := s.event(l)
+		ev, kind, ok := s.event(l)
 		if ok {
 			evs = append(evs, ev)
+			urgent = urgent || kind != incident.KindJobRun
 		}
+	}
+	if urgent {
+		defer func() {
+			select {
+			case s.urgent <- struct{}{}:
+			default:
+			}
+		}()
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -198,6 +212,15 @@ func (s *Shipper) handle(lines []tail.Line, ack func()) error {
 	for _, ev := range evs {
 		s.queue = append(s.queue, &pending{ev: ev, batch: b})
 	}
+	if len(s.queue) >= maxEvents && !urgent {
+		urgent = true // a full batch goes now
+		defer func() {
+			select {
+			case s.urgent <- struct{}{}:
+			default:
+			}
+		}()
+	}
 	return nil
 }
 
@@ -205,13 +228,13 @@ func (s *Shipper) handle(lines []tail.Line, ack func()) error {
 // fleet query filters on lifted to the top: kind, incident, cause, the
 // job blamed, the top process, the reasons, the job of a run (the fleet
 // queries read these; the record itself is in data).
-func (s *Shipper) event(l tail.Line) (types.InputLogEvent, bool) {
+func (s *Shipper) event(l tail.Line) (types.InputLogEvent, string, bool) {
 	r, ok := incident.ParseLine(l.Data)
 	if !ok || l.Truncated || l.Partial {
 		s.mu.Lock()
 		s.stats.Damaged++ // counted by the store's readers too
 		s.mu.Unlock()
-		return types.InputLogEvent{}, false
+		return types.InputLogEvent{}, "", false
 	}
 	msg := map[string]any{"instance_id": s.o.InstanceID, "kind": r.Kind, "time": r.Time, "boot_id": r.BootID, "seq": r.Seq, "data": r.Data}
 	if r.Incident != "" {
@@ -273,7 +296,7 @@ func (s *Shipper) event(l tail.Line) (types.InputLogEvent, bool) {
 		s.stats.Oversized++
 		s.mu.Unlock()
 	}
-	return types.InputLogEvent{Timestamp: aws.Int64(r.Time.UnixMilli()), Message: aws.String(string(b))}, true
+	return types.InputLogEvent{Timestamp: aws.Int64(r.Time.UnixMilli()), Message: aws.String(string(b))}, r.Kind, true
 }
 
 // flusher sends the queue every FlushEvery (at once when a batch is full),
@@ -285,7 +308,14 @@ func (s *Shipper) flusher(ctx context.Context, done <-chan struct{}) {
 		if backoff > 0 {
 			wait = backoff
 		}
+		urgent := s.urgent
+		if backoff > 0 {
+			urgent = nil // backing off: an incident record waits its turn too
+		}
+		timer := time.NewTimer(wait)
 		select {
+		case <-urgent:
+			timer.Stop()
 		case <-done:
 			// One last, short try; what it cannot send stays in the store
 			// and goes at the next start.
@@ -293,7 +323,7 @@ func (s *Shipper) flusher(ctx context.Context, done <-chan struct{}) {
 			s.flush(fctx, true)
 			cancel()
 			return
-		case <-time.After(wait):
+		case <-timer.C:
 		}
 		if err := s.flush(ctx, false); err != nil {
 			backoff = min(max(2*backoff, time.Second), 5*time.Minute)

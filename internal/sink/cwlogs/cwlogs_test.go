@@ -45,13 +45,15 @@ func (nopEmitter) Emit(context.Context, collectors.Record) error { return nil }
 func (nopEmitter) Ready()                                        {}
 
 // start runs a shipper until the returned stop is called.
-func (e *env) start() (stop func(), s *Shipper) {
+func (e *env) start() (stop func(), s *Shipper) { return e.startEvery(100 * time.Millisecond) }
+
+func (e *env) startEvery(flush time.Duration) (stop func(), s *Shipper) {
 	cfg, err := cwsink.AWSConfig(context.Background(), cwsink.ClientOptions{Timeout: 2 * time.Second})
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	s = New(Options{StateDir: e.dir, Group: "/ec2diag", Stream: "i-0123456789abcdef0", RetentionDays: 30, InstanceID: "i-0123456789abcdef0",
-		API: NewClient(cfg, e.fake.URL), FlushEvery: 100 * time.Millisecond, RequestTimeout: 2 * time.Second, Log: zap.NewNop()})
+		API: NewClient(cfg, e.fake.URL), FlushEvery: flush, RequestTimeout: 2 * time.Second, Log: zap.NewNop()})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx, nopEmitter{}) }()
@@ -256,8 +258,8 @@ func BenchmarkEventBytes(b *testing.B) {
 	lr, lsn := tail.Line{Data: ls[0]}, tail.Line{Data: ls[1]}
 	var nr, ns int
 	for i := 0; i < b.N; i++ {
-		er, ok1 := s.event(lr)
-		es, ok2 := s.event(lsn)
+		er, _, ok1 := s.event(lr)
+		es, _, ok2 := s.event(lsn)
 		if !ok1 || !ok2 {
 			b.Fatal("store line not parsed")
 		}
@@ -265,4 +267,20 @@ func BenchmarkEventBytes(b *testing.B) {
 	}
 	b.ReportMetric(float64(nr), "job_run_bytes")
 	b.ReportMetric(float64(ns), "snapshot_bytes")
+}
+
+// Job runs wait for the flush interval (one call a minute at defaults);
+// an incident record goes at once, and takes what waits with it.
+func TestIncidentRecordsGoAtOnce(t *testing.T) {
+	e := newEnv(t)
+	stop, _ := e.startEvery(time.Hour)
+	defer stop()
+	e.add(2, incident.KindJobRun, map[string]any{"job": "a"})
+	time.Sleep(time.Second)
+	if n := len(e.fake.Events()); n != 0 {
+		t.Fatalf("%d job-run events sent before the flush interval", n)
+	}
+	e.add(1, incident.KindOnset, map[string]any{"reasons": []string{"CPU 100% busy"}})
+	e.waitEvents(3, 5*time.Second)
+	e.exactlyOnce(3)
 }
