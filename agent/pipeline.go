@@ -16,8 +16,15 @@ const queueLen = 1024
 // maxBatch caps one sink write so a burst is handed on in steady pieces.
 const maxBatch = 512
 
-// heartbeat is how often an idle fan-in loop still counts as progress.
-const heartbeat = 500 * time.Millisecond
+// heartbeat is how often an idle fan-in loop still counts as progress:
+// twice per watchdog ping, so a ping never finds it still, and no more
+// often (it woke the idle agent twice a second).
+func (a *Agent) heartbeat() time.Duration {
+	if a.WatchdogInterval <= 0 {
+		return 10 * time.Second
+	}
+	return min(max(a.WatchdogInterval/2, 100*time.Millisecond), 10*time.Second)
+}
 
 type running struct {
 	log        *zap.Logger
@@ -117,7 +124,7 @@ func (a *Agent) supervise(ctx context.Context, c collectors.Collector, e emitter
 // sink that blocks stops the rounds and so the watchdog pings.
 func (a *Agent) loop(r *running, ch chan collectors.Record, sinks []Sink) {
 	defer close(r.loopDone)
-	tick := time.NewTicker(heartbeat)
+	tick := time.NewTicker(a.heartbeat())
 	defer tick.Stop()
 	states := make([]*sinkState, len(sinks))
 	for i, s := range sinks {

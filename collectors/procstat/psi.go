@@ -69,15 +69,27 @@ func WatchPSI(ctx context.Context, procRoot, resource, trigger string, wake chan
 		unix.Close(fd)
 		return false
 	}
+	// The poll waits for ever (a timeout to look at ctx woke the agent
+	// twice a second per trigger while idle); ctx's end is a write on a
+	// pipe polled beside the trigger.
+	var pipe [2]int
+	if err := unix.Pipe2(pipe[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		unix.Close(fd)
+		return false
+	}
+	stop := context.AfterFunc(ctx, func() { unix.Write(pipe[1], []byte{0}) })
 	go func() {
+		defer stop()
 		defer unix.Close(fd)
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLPRI}}
+		defer unix.Close(pipe[0])
+		defer unix.Close(pipe[1])
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLPRI}, {Fd: int32(pipe[0]), Events: unix.POLLIN}}
 		for ctx.Err() == nil {
-			n, err := unix.Poll(fds, 500)
+			n, err := unix.Poll(fds, -1)
 			if err != nil && err != unix.EINTR {
 				return
 			}
-			if n > 0 && fds[0].Revents&unix.POLLERR != 0 {
+			if n > 0 && (fds[0].Revents&unix.POLLERR != 0 || fds[1].Revents != 0) {
 				return
 			}
 			if n > 0 && fds[0].Revents&unix.POLLPRI != 0 {

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Idle cost: the agent at its defaults (5 s sampling) next to node_exporter
+# scraped every 15 s, in the same run, on a host with N extra processes
+# (default 200). Reports CPU seconds per idle hour for each, their ratio,
+# the agent's wake-ups (context switches) per second and its RSS.
+#   DURATION=120 N=200 bench/idle.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${N:-200}; DURATION=${DURATION:-120}
+NODE_EXPORTER_VERSION=${NODE_EXPORTER_VERSION:-v1.8.2}
+dir=$(mktemp -d)
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; rm -rf "$dir"; }
+trap cleanup EXIT
+go build -o "$dir/ec2diag" ./cmd/ec2diag
+GOBIN="$dir" GOFLAGS=-mod=mod go install "github.com/prometheus/node_exporter@${NODE_EXPORTER_VERSION}"
+for i in $(seq "$N"); do sleep 3600 & pids+=($!); done
+: > "$dir/syslog"
+printf "syslog: {source: files, files: [%s]}\nspikes: {console: \"\"}\n${EXTRA_CONFIG:-}" "$dir/syslog" > "$dir/c.yaml"
+AWS_EC2_METADATA_DISABLED=true "$dir/ec2diag" run --config "$dir/c.yaml" --state-dir "$dir/st" 2>"$dir/agent.log" &
+AG=$!; pids+=($AG)
+"$dir/node_exporter" --web.listen-address=127.0.0.1:19100 >/dev/null 2>&1 &
+NE=$!; pids+=($NE)
+( while sleep 15; do curl -s -o /dev/null http://127.0.0.1:19100/metrics || true; done ) &
+pids+=($!)
+sleep 20 # start-up (first checks, first samples) is not idle
+ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+ctx() { cat /proc/"$1"/task/*/status | awk '/^voluntary_ctxt_switches|^nonvoluntary_ctxt_switches/{s+=$2} END{print s}'; }
+a0=$(ticks $AG); n0=$(ticks $NE); c0=$(ctx $AG)
+sleep "$DURATION"
+a1=$(ticks $AG); n1=$(ticks $NE); c1=$(ctx $AG)
+hz=$(getconf CLK_TCK)
+rss=$(awk '/VmRSS/{print int($2/1024)}' /proc/$AG/status)
+awk -v a=$((a1-a0)) -v n=$((n1-n0)) -v c=$((c1-c0)) -v d="$DURATION" -v hz="$hz" -v rss="$rss" -v procs="$(ls /proc | grep -c '^[0-9]')" 'BEGIN{
+  as=a/hz*3600/d; ns=n/hz*3600/d
+  printf "processes=%d agent_cpu_s_per_hour=%.2f (%.3f%% of a core) node_exporter_cpu_s_per_hour=%.2f ratio=%.2fx agent_wakeups_per_s=%.1f agent_rss_mib=%d over %ds\n",
+    procs, as, as/36, ns, (ns>0?as/ns:0), c/d, rss, d}'
