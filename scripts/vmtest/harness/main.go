@@ -416,7 +416,10 @@ func check(work, disk string, steps []string, results map[string]*result) {
 		for _, j := range v.Jobs {
 			if j.Job == "debian-sa1" {
 				r.DebianSA1 = j.Verdict
-				if j.Verdict != "coincident" {
+				// Never blamed. "unverified" (the process table did not
+				// confirm the CMD line) is seen under the runaway service on
+				// the emulated VM; it is not blame either (#14 note).
+				if j.Verdict != "coincident" && j.Verdict != "unverified" {
 					fail(r, "debian-sa1 is %s, not coincident", j.Verdict)
 				}
 			}
