@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -77,12 +78,27 @@ func WatchPSI(ctx context.Context, procRoot, resource, trigger string, wake chan
 		unix.Close(fd)
 		return false
 	}
-	stop := context.AfterFunc(ctx, func() { unix.Write(pipe[1], []byte{0}) })
+	// The write and the closing are ordered: a descriptor number written
+	// to after its close may by then be another file's.
+	var mu sync.Mutex
+	closed := false
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !closed {
+			unix.Write(pipe[1], []byte{0})
+		}
+	})
 	go func() {
-		defer stop()
-		defer unix.Close(fd)
-		defer unix.Close(pipe[0])
-		defer unix.Close(pipe[1])
+		defer func() {
+			stop()
+			mu.Lock()
+			closed = true
+			unix.Close(fd)
+			unix.Close(pipe[0])
+			unix.Close(pipe[1])
+			mu.Unlock()
+		}()
 		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLPRI}, {Fd: int32(pipe[0]), Events: unix.POLLIN}}
 		for ctx.Err() == nil {
 			n, err := unix.Poll(fds, -1)

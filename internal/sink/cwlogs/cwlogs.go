@@ -188,14 +188,6 @@ func (s *Shipper) handle(lines []tail.Line, ack func()) error {
 			urgent = urgent || kind != incident.KindJobRun
 		}
 	}
-	if urgent {
-		defer func() {
-			select {
-			case s.urgent <- struct{}{}:
-			default:
-			}
-		}()
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(evs) == 0 {
@@ -212,14 +204,11 @@ func (s *Shipper) handle(lines []tail.Line, ack func()) error {
 	for _, ev := range evs {
 		s.queue = append(s.queue, &pending{ev: ev, batch: b})
 	}
-	if len(s.queue) >= maxEvents && !urgent {
-		urgent = true // a full batch goes now
-		defer func() {
-			select {
-			case s.urgent <- struct{}{}:
-			default:
-			}
-		}()
+	if urgent || len(s.queue) >= maxEvents { // an incident record, or a full batch: now
+		select {
+		case s.urgent <- struct{}{}:
+		default:
+		}
 	}
 	return nil
 }
@@ -462,11 +451,11 @@ func (s *Shipper) ensure(ctx context.Context) error {
 			s.fail("ensure", "cannot create the CloudWatch Logs group", err, zap.String("log_group", s.o.Group))
 			return err
 		}
-		s.once("group", "not allowed to create the log group; it must exist", err)
+		s.fail("group", "not allowed to create the log group; it must exist", err, zap.String("log_group", s.o.Group))
 	}
 	if created && s.o.RetentionDays > 0 {
 		if _, err := s.o.API.PutRetentionPolicy(cctx, &cloudwatchlogs.PutRetentionPolicyInput{LogGroupName: &s.o.Group, RetentionInDays: &s.o.RetentionDays}); err != nil {
-			s.once("retention", "cannot set the log group's retention", err)
+			s.fail("retention", "cannot set the log group's retention", err, zap.String("log_group", s.o.Group))
 		}
 	}
 	_, err = s.o.API.CreateLogStream(cctx, &cloudwatchlogs.CreateLogStreamInput{LogGroupName: &s.o.Group, LogStreamName: &s.o.Stream})
@@ -490,13 +479,6 @@ func (s *Shipper) fail(kind, msg string, err error, f ...zap.Field) {
 	}
 	s.warned[kind] = true
 	s.o.Log.Warn(msg, append(f, zap.Error(err), zap.String(logging.KeyEvent, "cwlogs_"+kind))...)
-}
-
-func (s *Shipper) once(kind, msg string, err error) {
-	if !s.warned[kind] {
-		s.warned[kind] = true
-		s.o.Log.Warn(msg, zap.Error(err), zap.String("log_group", s.o.Group))
-	}
 }
 
 // String says where events go, for STATUS=.
