@@ -90,7 +90,7 @@ func builder(log *zap.Logger, print bool, id *imds.Identity, res *resources) age
 		}
 		sp := cfg.Spikes
 		ro := procstat.Options{
-			Interval: cfg.Host.Interval.D(), FastInterval: sp.FastInterval.D(), SnapshotEvery: sp.SnapshotEvery.D(),
+			Interval: cfg.Host.Interval.D(), CalmProcessInterval: cfg.Host.CalmProcessInterval.D(), FastInterval: sp.FastInterval.D(), SnapshotEvery: sp.SnapshotEvery.D(),
 			JobWindow: sp.JobWindow.D(), TopN: sp.TopProcesses, Store: res.store, Console: sp.Console, BootGrace: sp.BootGrace.D(),
 			CronParents: cfg.Jobs.CronParents,
 			Thresholds: correlate.Thresholds{CPUHigh: sp.CPUHigh, CPULow: sp.CPULow, EnterSamples: sp.EnterSamples,

@@ -19,13 +19,16 @@ import (
 
 // Options configure the Recorder.
 type Options struct {
-	ProcRoot      string
-	Interval      time.Duration // normal sampling
-	FastInterval  time.Duration // while a spike or pressure lasts
-	SnapshotEvery time.Duration // evidence repeated while a spike lasts
-	JobWindow     time.Duration // a job started this long before onset is a candidate
-	Thresholds    correlate.Thresholds
-	Store         *incident.Store
+	ProcRoot string
+	Interval time.Duration // normal sampling
+	// CalmProcessInterval: while calm (Detector.Calm, no job run open, not
+	// woken early) processes are scanned at most this often; 0 = always.
+	CalmProcessInterval time.Duration
+	FastInterval        time.Duration // while a spike or pressure lasts
+	SnapshotEvery       time.Duration // evidence repeated while a spike lasts
+	JobWindow           time.Duration // a job started this long before onset is a candidate
+	Thresholds          correlate.Thresholds
+	Store               *incident.Store
 	// Console is the kernel log device for the one-line onset notice that
 	// reaches the serial console ("" disables it).
 	Console  string
@@ -81,6 +84,10 @@ type Recorder struct {
 	vmBuf        []byte
 	kernelOnset  Kernel
 	units        map[Key]string // units of the incident's processes, kept when they exit
+	lastScan     time.Time
+	// Scans and ScansSkipped count process scans made and left out while
+	// calm (read by tests and the summary).
+	Scans, ScansSkipped uint64
 }
 
 // queue hands a job message to the sampling goroutine, within maxPending:
@@ -213,9 +220,9 @@ func (r *Recorder) nudge() {
 func (r *Recorder) Run(ctx context.Context, e collectors.Emitter) error {
 	WatchPSI(ctx, r.o.ProcRoot, "memory", "some 150000 2000000", r.wake)
 	WatchPSI(ctx, r.o.ProcRoot, "cpu", "some 500000 2000000", r.wake)
-	first := true
+	first, woken := true, false
 	for {
-		if err := r.sample(ctx, e); err != nil {
+		if err := r.sample(ctx, e, woken); err != nil {
 			return err
 		}
 		if first {
@@ -227,11 +234,13 @@ func (r *Recorder) Run(ctx context.Context, e collectors.Emitter) error {
 			iv = r.o.FastInterval
 		}
 		last := time.Now()
+		woken = false
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(iv):
 		case <-r.wake:
+			woken = true
 			// Woken early (a job started, a PSI trigger): at most every
 			// minWake, or a flood of start lines (anyone can log them)
 			// kept the recorder scanning /proc without a pause.
@@ -271,7 +280,7 @@ func (r *Recorder) applyJobs() {
 	}
 }
 
-func (r *Recorder) sample(ctx context.Context, e collectors.Emitter) error {
+func (r *Recorder) sample(ctx context.Context, e collectors.Emitter, woken bool) error {
 	r.applyJobs()
 	now := time.Now()
 	hs, err := r.host.Sample(ctx)
@@ -290,7 +299,20 @@ func (r *Recorder) sample(ctx context.Context, e collectors.Emitter) error {
 	for _, j := range r.sampler.Jobs() {
 		before[j] = j.CPUSec
 	}
-	procs, total := r.sampler.Tick(now, nil)
+	_, memKnown := hs.Metrics["mem_available_pct"]
+	h := correlate.Host{Time: now, CPUBusy: hs.Metrics["cpu_busy_pct"], CPUSteal: hs.Metrics["cpu_steal_pct"],
+		MemAvailPct: hs.Metrics["mem_available_pct"], MemKnown: memKnown, PSIMemFull: psi.MemFull, PSIMemSome: psi.MemSome, PSICPUSome: psi.CPUSome,
+		Booting: r.booting(now)}
+	var procs []ProcUse
+	var total float64
+	scan := r.needScan(h, now, woken)
+	if scan {
+		procs, total = r.sampler.Tick(now, nil)
+		r.lastScan = now
+		r.Scans++
+	} else {
+		r.ScansSkipped++
+	}
 	for _, p := range procs {
 		for _, j := range r.sampler.Jobs() {
 			if p.Job == j.ID {
@@ -298,12 +320,11 @@ func (r *Recorder) sample(ctx context.Context, e collectors.Emitter) error {
 			}
 		}
 	}
-	_, memKnown := hs.Metrics["mem_available_pct"]
-	t := tick{t: now, total: total, jobs: map[string]float64{}, top: Top(procs, r.o.TopN),
-		h: correlate.Host{Time: now, CPUBusy: hs.Metrics["cpu_busy_pct"], CPUSteal: hs.Metrics["cpu_steal_pct"],
-			MemAvailPct: hs.Metrics["mem_available_pct"], MemKnown: memKnown, PSIMemFull: psi.MemFull, PSIMemSome: psi.MemSome, PSICPUSome: psi.CPUSome,
-			Booting: r.booting(now)}}
+	t := tick{t: now, total: total, jobs: map[string]float64{}, top: Top(procs, r.o.TopN), h: h}
 	for _, j := range r.sampler.Jobs() {
+		if !scan {
+			break // what ended is decided from a scan only
+		}
 		t.jobs[j.ID] = j.CPUSec - before[j]
 		// The log may never say a job ended (Debian cron logs no END by
 		// default): when none of its processes is left, it has. An end the
@@ -364,6 +385,28 @@ func (r *Recorder) sample(ctx context.Context, e collectors.Emitter) error {
 		}
 	}
 	return nil
+}
+
+// needScan decides whether this sample scans every process. The scan is
+// what attribution, job runs and their figures are made of; while the host
+// is calm and no run is open, nothing needs it every sample, and a scan of
+// a few hundred processes is most of the idle agent's CPU (bench/idle.sh).
+// A sample that is not calm scans, so the samples of an onset always hold
+// processes: the first one's figures then cover the time since the last
+// calm scan, which only dilutes a share, it never moves the blame.
+func (r *Recorder) needScan(h correlate.Host, now time.Time, woken bool) bool {
+	if r.o.CalmProcessInterval <= 0 || woken || r.lastScan.IsZero() || now.Sub(r.lastScan) >= r.o.CalmProcessInterval {
+		return true
+	}
+	if !r.det.Calm(h) {
+		return true
+	}
+	for _, j := range r.sampler.Jobs() {
+		if j.Ended.IsZero() {
+			return true
+		}
+	}
+	return false
 }
 
 // summaries writes a resource summary for every job run that ended: every

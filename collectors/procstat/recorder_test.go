@@ -126,7 +126,7 @@ func TestBootIsNoIncidentAndAgentNeverTheCause(t *testing.T) {
 	ctx := context.Background()
 	for i := 0; i < 5; i++ {
 		f.step(100)
-		if err := r.sample(ctx, e); err != nil {
+		if err := r.sample(ctx, e, false); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -138,7 +138,7 @@ func TestBootIsNoIncidentAndAgentNeverTheCause(t *testing.T) {
 	r.BootFinished(time.Now().Add(-bootSettle - time.Second))
 	for i := 0; i < 2; i++ {
 		f.step(100)
-		r.sample(ctx, e)
+		r.sample(ctx, e, false)
 	}
 	ons := onsets(t, dir)
 	if len(ons) != 1 {
@@ -165,10 +165,10 @@ func TestMemorySpikeServiceAndConsole(t *testing.T) {
 	e := &sink{}
 	ctx := context.Background()
 	f.step(50)
-	r.sample(ctx, e)
+	r.sample(ctx, e, false)
 	f.avail = 5
 	f.step(100)
-	r.sample(ctx, e)
+	r.sample(ctx, e, false)
 	dir := store.Dir()
 	ons := onsets(t, dir)
 	if len(ons) != 1 {
@@ -185,7 +185,7 @@ func TestMemorySpikeServiceAndConsole(t *testing.T) {
 	delete(f.procs, 500)
 	os.RemoveAll(filepath.Join(f.root, "500"))
 	f.step(100)
-	r.sample(ctx, e)
+	r.sample(ctx, e, false)
 	r.snapshot(ctx, e, time.Now(), incident.KindSnapshot)
 	if !strings.HasPrefix(r.verdict.Cause, "service runaway.service") {
 		t.Errorf("after the hog exited: cause %q", r.verdict.Cause)
@@ -216,10 +216,10 @@ func TestSpikeThatTurnsToMemoryIsWrittenAtOnce(t *testing.T) {
 	r, store, _ := newTestRecorder(t, f, 224)
 	e := &sink{}
 	ctx := context.Background()
-	r.sample(ctx, e)
+	r.sample(ctx, e, false)
 	for i := 0; i < 2; i++ {
 		f.step(100)
-		r.sample(ctx, e)
+		r.sample(ctx, e, false)
 	}
 	if len(onsets(t, store.Dir())) != 1 {
 		t.Fatal("no CPU onset")
@@ -227,7 +227,7 @@ func TestSpikeThatTurnsToMemoryIsWrittenAtOnce(t *testing.T) {
 	r.lastSnapshot = time.Now().Add(-minSnapshotGap) // as if 2 s had passed
 	f.avail = 3
 	f.step(100)
-	r.sample(ctx, e)
+	r.sample(ctx, e, false)
 	recs, _, _ := incident.ReadDir(store.Dir())
 	last := recs[len(recs)-1]
 	if last.Kind != incident.KindSnapshot || !strings.Contains(string(last.Data), "memory available 3.0%") {
@@ -251,11 +251,11 @@ func TestLogEndWaitsForTheProcesses(t *testing.T) {
 	start := time.Now().Add(-time.Second)
 	r.JobStarted("run-1", "cpuburn.sh", 700, "", start)
 	f.step(60)
-	r.sample(ctx, e)
+	r.sample(ctx, e, false)
 	wrongEnd := time.Now()
 	r.JobEnded("run-1", wrongEnd)
 	f.step(60)
-	r.sample(ctx, e)
+	r.sample(ctx, e, false)
 	j := r.sampler.Jobs()[0]
 	if !j.Ended.IsZero() {
 		t.Fatalf("run ended at the log's word while its processes ran: %v", j.Ended)
@@ -265,7 +265,7 @@ func TestLogEndWaitsForTheProcesses(t *testing.T) {
 	os.RemoveAll(filepath.Join(f.root, "700"))
 	os.RemoveAll(filepath.Join(f.root, "701"))
 	f.step(10)
-	r.sample(ctx, e)
+	r.sample(ctx, e, false)
 	// Seen alive after the log's end: that end was another run's, so the
 	// sample that found the processes gone dates it.
 	if !j.Ended.After(wrongEnd) {
@@ -275,13 +275,13 @@ func TestLogEndWaitsForTheProcesses(t *testing.T) {
 	f.addJob(800, 650, "sh", 5)
 	r.JobStarted("run-2", "quick.sh", 800, "", time.Now())
 	f.step(10)
-	r.sample(ctx, e)
+	r.sample(ctx, e, false)
 	end := time.Now()
 	r.JobEnded("run-2", end)
 	delete(f.procs, 800)
 	os.RemoveAll(filepath.Join(f.root, "800"))
 	f.step(10)
-	r.sample(ctx, e)
+	r.sample(ctx, e, false)
 	for _, j := range r.sampler.Jobs() {
 		if j.ID == "run-2" && !j.Ended.Equal(end) {
 			t.Errorf("run-2 ended %v, want the log's %v", j.Ended, end)
@@ -299,10 +299,10 @@ func TestMemorySpikeSnapshotsOften(t *testing.T) {
 	r, store, _ := newTestRecorder(t, f, 224) // SnapshotEvery: an hour
 	e := &sink{}
 	ctx := context.Background()
-	r.sample(ctx, e)
+	r.sample(ctx, e, false)
 	f.avail = 4
 	f.step(20)
-	r.sample(ctx, e) // onset
+	r.sample(ctx, e, false) // onset
 	count := func() int {
 		recs, _, _ := incident.ReadDir(store.Dir())
 		return len(recs)
@@ -310,7 +310,7 @@ func TestMemorySpikeSnapshotsOften(t *testing.T) {
 	n := count()
 	r.lastSnapshot = time.Now().Add(-memorySnapshotEvery)
 	f.step(20)
-	r.sample(ctx, e)
+	r.sample(ctx, e, false)
 	if count() != n+1 {
 		t.Errorf("no snapshot %s into a memory spike (records %d -> %d)", memorySnapshotEvery, n, count())
 	}
@@ -338,7 +338,7 @@ func TestForgedCronLineIsNeverTheCause(t *testing.T) {
 	r.JobStarted("forged-none", "backup.sh", 4242, "", now)
 	for i := 0; i < 6; i++ {
 		f.step(95)
-		r.sample(ctx, e)
+		r.sample(ctx, e, false)
 	}
 	for _, j := range r.sampler.Jobs() {
 		if (j.ID == "forged-none") != (j.Unchecked != "") || (j.ID != "forged-none") != (j.Unverified != "") {
@@ -366,7 +366,7 @@ func TestForgedCronLineIsNeverTheCause(t *testing.T) {
 	f.addJob(800, 650, "sh", 0)
 	f.step(10)
 	r.JobStarted("real", "backup.sh", 800, "", time.Now())
-	r.sample(ctx, e)
+	r.sample(ctx, e, false)
 	for _, j := range r.sampler.Jobs() {
 		if j.ID == "real" && j.Unverified != "" {
 			t.Errorf("a real cron job was not verified: %s", j.Unverified)
@@ -385,11 +385,74 @@ func TestJobFloodIsBounded(t *testing.T) {
 	for i := 0; i < 20000; i++ {
 		r.JobStarted(fmt.Sprint("f", i), "backup.sh", 5000+i, "", time.Now())
 	}
-	r.sample(context.Background(), e)
+	r.sample(context.Background(), e, false)
 	if n := len(r.sampler.Jobs()); n > MaxJobs {
 		t.Fatalf("%d runs tracked, want at most %d", n, MaxJobs)
 	}
 	if r.pendingDropped == 0 {
 		t.Error("the flood was not counted")
+	}
+}
+
+// While the host is calm and no job run is open, processes are scanned at
+// most every CalmProcessInterval; a sample that is not calm, a job run and
+// an early wake-up scan at once, and a spike that starts from calm still
+// names its hog with the CPU it used since the last scan.
+func TestCalmHostScansProcessesLessOften(t *testing.T) {
+	f := newFakeProc(t, time.Hour)
+	f.add(1, 0, 1, "systemd", "/init.scope", 0, 10)
+	f.add(650, 1, 650, "cron", "/system.slice/cron.service", 0, 1)
+	f.add(800, 1, 800, "hog", "/system.slice/runaway.service", 0, 50)
+	f.step(10)
+	r, store, _ := newTestRecorder(t, f, 224)
+	r.o.CalmProcessInterval = time.Hour
+	e := &sink{}
+	ctx := context.Background()
+	want := func(scans, skipped uint64, when string) {
+		t.Helper()
+		if r.Scans != scans || r.ScansSkipped != skipped {
+			t.Fatalf("%s: %d scans, %d skipped; want %d, %d", when, r.Scans, r.ScansSkipped, scans, skipped)
+		}
+	}
+	for i := 0; i < 4; i++ {
+		f.step(10)
+		r.sample(ctx, e, false)
+	}
+	want(1, 3, "calm")
+	r.sample(ctx, e, true)
+	want(2, 3, "woken early")
+	f.step(80) // above cpu_low: not calm
+	r.sample(ctx, e, false)
+	want(3, 3, "busy")
+	f.step(10)
+	r.sample(ctx, e, false)
+	want(3, 4, "calm again")
+	f.addJob(700, 650, "sh", 0)
+	r.JobStarted("run-1", "nightly", 700, "", time.Now())
+	for i := 0; i < 3; i++ {
+		f.step(10)
+		r.sample(ctx, e, false)
+	}
+	want(6, 4, "job run open")
+	delete(f.procs, 700)
+	os.RemoveAll(filepath.Join(f.root, "700"))
+	f.step(10)
+	r.sample(ctx, e, false) // the run ends: nothing of it is left
+	if j := r.sampler.Jobs(); len(j) == 0 || j[0].Ended.IsZero() {
+		t.Fatalf("the run did not end: %+v", j)
+	}
+	f.step(10)
+	r.sample(ctx, e, false)
+	want(7, 5, "after the run")
+	// A spike from calm: the hog starts burning between two calm samples.
+	f.procs[800].perTick = 95
+	for i := 0; i < 2; i++ {
+		f.step(100)
+		r.sample(ctx, e, false)
+	}
+	want(9, 5, "spike")
+	ons := onsets(t, store.Dir())
+	if len(ons) != 1 || !strings.Contains(string(ons[0].Data), `"cause":"service runaway.service (process hog pid 800)"`) {
+		t.Fatalf("onsets %d: %+v", len(ons), ons)
 	}
 }

@@ -173,6 +173,12 @@ type FileSink struct {
 // HostConfig is the host sampler's schedule.
 type HostConfig struct {
 	Interval Duration `yaml:"interval"`
+	// CalmProcessInterval is how often every process is scanned while the
+	// host is calm (no spike near, no job run open): the scan is two
+	// thirds of the idle agent's CPU. The host itself is still sampled
+	// every Interval and a sample that is not calm scans at once, so no
+	// detection waits for it. 0 scans at every sample.
+	CalmProcessInterval Duration `yaml:"calm_process_interval"`
 }
 
 // Default returns the configuration used when no file exists.
@@ -184,7 +190,7 @@ func Default() Config {
 		Log:             Log{Level: "info", Format: "auto"},
 		IMDS:            IMDS{Timeout: Duration(2 * time.Second), EventsInterval: Duration(5 * time.Second)},
 		Sinks:           Sinks{SummaryInterval: Duration(5 * time.Minute)},
-		Host:            HostConfig{Interval: Duration(5 * time.Second)},
+		Host:            HostConfig{Interval: Duration(5 * time.Second), CalmProcessInterval: Duration(30 * time.Second)},
 		Spikes: Spikes{
 			CPUHigh: 90, CPULow: 70, EnterSamples: 2, ExitSamples: 3,
 			MemAvailableLow: 10, MemAvailableHigh: 15, PSIMemoryFull: 10,
@@ -284,6 +290,7 @@ func (c *Config) validate(d *decoder) {
 	atLeast(bad, "imds.timeout", c.IMDS.Timeout, 100*time.Millisecond)
 	atLeast(bad, "sinks.summary_interval", c.Sinks.SummaryInterval, time.Second)
 	atLeast(bad, "host.interval", c.Host.Interval, 100*time.Millisecond)
+	atLeast(bad, "host.calm_process_interval", c.Host.CalmProcessInterval, 0)
 	oneOf(bad, "syslog.source", c.Syslog.Source, "auto", "files", "journal")
 	if c.Syslog.Source != "journal" && len(c.Syslog.Files) == 0 {
 		bad("syslog.files", "want at least one file (or source: journal)")

@@ -86,6 +86,13 @@ func (d *Detector) low(h Host) bool {
 	return h.CPUBusy < d.T.CPULow && (!h.memKnown() || h.MemAvailPct >= d.T.MemAvailHigh) && (d.T.PSIMemFull == 0 || h.PSIMemFull < d.T.PSIMemFull/2)
 }
 
+// Calm reports whether h is far from a spike: none on, none building up,
+// and every figure on the clear side of its exit level. Only then may the
+// costly per-process evidence be gathered less often.
+func (d *Detector) Calm(h Host) bool {
+	return !d.active && d.highRun == 0 && d.low(h)
+}
+
 func (h Host) memKnown() bool { return h.MemKnown || h.MemAvailPct > 0 }
 
 // Active reports whether a spike is on, and since when (back-dated to the
