@@ -3,6 +3,7 @@ package nethealth
 import (
 	"context"
 	"errors"
+	"sort"
 	"strings"
 	"time"
 
@@ -108,4 +109,18 @@ func reasonsSuffix(r []string) string {
 		return ""
 	}
 	return ": " + strings.Join(r, "; ")
+}
+
+// Fields lists the per-interface fields the collector publishes (its
+// samples carry no others): for dashboards that name them.
+func Fields() []string {
+	out := []string{"healthy"}
+	for k := range published {
+		out = append(out, k)
+	}
+	for k := range gauges {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }

@@ -192,3 +192,32 @@ func sp(s string) string {
 	}
 	return " "
 }
+
+// Panel is one graph of the dashboard, for other renderings of it (the
+// Grafana dashboards): Names are catalogue metrics, Stat the CloudWatch
+// statistic, Dim "", "Job" or "Interface".
+type Panel struct {
+	Title   string
+	Names   []string
+	Stat    string
+	Dim     string
+	Stacked bool
+}
+
+func panels(ws []widget) []Panel {
+	var out []Panel
+	for _, w := range ws {
+		out = append(out, Panel{Title: w.title, Names: w.names, Stat: w.stat, Dim: w.dim, Stacked: w.stacked})
+	}
+	return out
+}
+
+// StandardPanels are the graphs of the standard set, per instance.
+func StandardPanels() []Panel { return panels(standardWidgets) }
+
+// FleetJobPanels are the graphs of the per-job figures published by Job
+// alone (cloudwatch.job_names).
+func FleetJobPanels() []Panel { return panels(fleetJobWidgets) }
+
+// DetailedPanels are the graphs of cloudwatch.metrics: detailed.
+func DetailedPanels() []Panel { return panels(widgets) }
