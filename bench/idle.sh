@@ -12,11 +12,15 @@ dir=$(mktemp -d)
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; rm -rf "$dir"; }
 trap cleanup EXIT
-go build -o "$dir/ec2diag" ./cmd/ec2diag
+# Built as scripts/deb builds the package: static, stripped (RSS counts the
+# binary pages it touches).
+CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$dir/ec2diag" ./cmd/ec2diag
 GOBIN="$dir" GOFLAGS=-mod=mod go install "github.com/prometheus/node_exporter@${NODE_EXPORTER_VERSION}"
 for i in $(seq "$N"); do sleep 3600 & pids+=($!); done
 : > "$dir/syslog"
-printf "syslog: {source: files, files: [%s]}\nspikes: {console: \"\"}\n${EXTRA_CONFIG:-}" "$dir/syslog" > "$dir/c.yaml"
+# SYSLOG_OPTS adds keys to the syslog section (", poll_interval: 10s"),
+# EXTRA_CONFIG whole sections.
+printf "syslog: {source: files, files: [%s]${SYSLOG_OPTS:-}}\nspikes: {console: \"\"}\n${EXTRA_CONFIG:-}" "$dir/syslog" > "$dir/c.yaml"
 AWS_EC2_METADATA_DISABLED=true "$dir/ec2diag" run --config "$dir/c.yaml" --state-dir "$dir/st" 2>"$dir/agent.log" &
 AG=$!; pids+=($AG)
 "$dir/node_exporter" --web.listen-address=127.0.0.1:19100 >/dev/null 2>&1 &
@@ -24,12 +28,15 @@ NE=$!; pids+=($NE)
 ( while sleep 15; do curl -s -o /dev/null http://127.0.0.1:19100/metrics || true; done ) &
 pids+=($!)
 sleep 20 # start-up (first checks, first samples) is not idle
-ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+# CPU time in ns from the scheduler (schedstat, summed over threads): the
+# ticks of /proc/PID/stat are 10 ms each, too coarse for ~2 s an hour.
+# Go's threads live as long as the process, so none is lost by exiting.
+ticks() { cat /proc/"$1"/task/*/schedstat | awk '{s+=$1} END{printf "%d", s/1e6}'; }
 ctx() { cat /proc/"$1"/task/*/status | awk '/^voluntary_ctxt_switches|^nonvoluntary_ctxt_switches/{s+=$2} END{print s}'; }
 a0=$(ticks $AG); n0=$(ticks $NE); c0=$(ctx $AG)
 sleep "$DURATION"
 a1=$(ticks $AG); n1=$(ticks $NE); c1=$(ctx $AG)
-hz=$(getconf CLK_TCK)
+hz=1000 # ticks() is in ms
 rss=$(awk '/VmRSS/{print int($2/1024)}' /proc/$AG/status)
 awk -v a=$((a1-a0)) -v n=$((n1-n0)) -v c=$((c1-c0)) -v d="$DURATION" -v hz="$hz" -v rss="$rss" -v procs="$(ls /proc | grep -c '^[0-9]')" 'BEGIN{
   as=a/hz*3600/d; ns=n/hz*3600/d
