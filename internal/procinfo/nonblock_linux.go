@@ -1,0 +1,5 @@
+package procinfo
+
+import "syscall"
+
+const syscallNonblock = syscall.O_NONBLOCK
