@@ -23,7 +23,7 @@ func TestRedact(t *testing.T) {
 		{"app token=xyz api_key=k1 --api-key=k2 --client-secret s", "app token=*** api_key=*** --api-key=*** --client-secret ***", 4},
 		{"psql postgres://etl:s3cr3t@db:5432/x", "psql postgres://etl:***@db:5432/x", 1},
 		{"app --passwd= --token --verbose", "app --passwd= --token --verbose", 0}, // nothing to hide
-		{"ssh -p 2222 host", "ssh -p 2222 host", 0},                             // -p is a port here
+		{"ssh -p 2222 host", "ssh -p 2222 host", 0},                               // -p is a port here
 		{"java -Dkeystore.password=pw -jar x.jar", "java -Dkeystore.password=*** -jar x.jar", 1},
 		{"app --keyfile=/etc/k --monkey=1", "app --keyfile=/etc/k --monkey=1", 0},
 	} {
