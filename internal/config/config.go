@@ -211,7 +211,7 @@ func Default() Config {
 			Source:             "auto",
 			Files:              []string{"/var/log/syslog", "/var/log/auth.log"},
 			MaxLineBytes:       64 << 10,
-			PollInterval:       Duration(time.Second),
+			PollInterval:       Duration(10 * time.Second),
 			CheckpointInterval: Duration(time.Second),
 			JournalProbe:       Duration(10 * time.Second),
 		},

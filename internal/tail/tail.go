@@ -240,7 +240,12 @@ func (t *Follower) Run(ctx context.Context, h Handler) error {
 		}
 		defer w.Close()
 	}
-	poll := time.NewTicker(t.o.PollInterval)
+	every := t.o.PollInterval
+	if events == nil {
+		// No inotify: the poll is the only way lines arrive.
+		every = min(every, time.Second)
+	}
+	poll := time.NewTicker(every)
 	defer poll.Stop()
 
 	cur, chain, err := t.resume()
