@@ -14,6 +14,7 @@ import (
 	"github.com/ec2diag/ec2diag/internal/correlate"
 	"github.com/ec2diag/ec2diag/internal/escape"
 	"github.com/ec2diag/ec2diag/internal/incident"
+	"github.com/ec2diag/ec2diag/internal/procinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -84,6 +85,7 @@ type Recorder struct {
 	vmBuf        []byte
 	kernelOnset  Kernel
 	units        map[Key]string // units of the incident's processes, kept when they exit
+	infos        map[Key]procInfo
 	lastScan     time.Time
 	// Scans and ScansSkipped count process scans made and left out while
 	// calm (read by tests and the summary).
@@ -124,7 +126,7 @@ type tick struct {
 func NewRecorder(o Options) *Recorder {
 	o = o.withDefaults()
 	r := &Recorder{o: o, host: host.Collector{ProcRoot: o.ProcRoot}, sampler: NewSampler(o.ProcRoot),
-		det: correlate.Detector{T: o.Thresholds}, psiBuf: make([]byte, 512), wake: make(chan struct{}, 1), units: map[Key]string{}}
+		det: correlate.Detector{T: o.Thresholds}, psiBuf: make([]byte, 512), wake: make(chan struct{}, 1), units: map[Key]string{}, infos: map[Key]procInfo{}}
 	if len(o.CronParents) > 0 {
 		r.sampler.TrustedParents = o.CronParents
 	}
@@ -464,6 +466,7 @@ func (r *Recorder) decide(onset time.Time) correlate.Verdict {
 	}
 	var pl []correlate.ProcUse
 	for k, p := range procs {
+		r.describe(k, p)
 		if p.Job == "" && !p.Agent {
 			// Remembered for the incident: an OOM-killed hog is gone by
 			// the next snapshot, and the VM's verdict then lost its unit.
@@ -485,6 +488,34 @@ func (r *Recorder) decide(onset time.Time) correlate.Verdict {
 			Unverified: j.Unverified})
 	}
 	return correlate.Decide(onset, r.o.JobWindow, runs, pl, total, memTotal, r.memorySpike())
+}
+
+// procInfo is what an incident keeps of one process it names.
+type procInfo struct {
+	info    procinfo.Info
+	parents []string
+}
+
+// describe fills in what p is: read once per process and kept for the
+// incident, since a killed hog is gone by the next snapshot.
+func (r *Recorder) describe(k Key, p *correlate.ProcUse) {
+	pi, ok := r.infos[k]
+	if !ok {
+		in, live := r.sampler.Info(k)
+		if !live {
+			return
+		}
+		pi = procInfo{info: in, parents: r.sampler.Parents(k, 8)}
+		r.infos[k] = pi
+	}
+	in := pi.info
+	p.Cmdline, p.CmdlineRedacted, p.User, p.Cgroup, p.Parents = in.Cmdline, in.Redacted, in.User, in.Cgroup, pi.parents
+	if in.UID >= 0 {
+		u := in.UID
+		p.UID = &u
+	}
+	p.Group, p.GroupKind = in.Group.String(), in.Group.Kind
+	p.Started = r.sampler.StartTime(k.Start).UTC()
 }
 
 // memorySpike reports whether memory is among the spike's reasons.
@@ -511,6 +542,7 @@ func (r *Recorder) onset(ctx context.Context, e collectors.Emitter, now time.Tim
 	r.incident = onset.UTC().Format("20060102T150405Z")
 	r.kernelOnset = ReadKernel(r.o.ProcRoot, &r.vmBuf)
 	r.units = map[Key]string{}
+	r.infos = map[Key]procInfo{}
 	r.consoleSaid = ""
 	r.snapshot(ctx, e, now, incident.KindOnset)
 }

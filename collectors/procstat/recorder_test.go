@@ -456,3 +456,45 @@ func TestCalmHostScansProcessesLessOften(t *testing.T) {
 		t.Fatalf("onsets %d: %+v", len(ons), ons)
 	}
 }
+
+// A CPU spike made by a container's process and a login session's: the
+// cause names the container with the command line (its secret redacted),
+// and the groups rank container, session and service by their share.
+func TestSpikeBlamesGroups(t *testing.T) {
+	f := newFakeProc(t, time.Hour)
+	id := strings.Repeat("3f2a", 16)
+	f.add(1, 0, 1, "systemd", "/init.scope", 0, 10)
+	f.add(900, 1, 900, "postgres", "/system.slice/docker-"+id+".scope", 70, 400)
+	f.add(950, 1, 950, "bash", "/user.slice/user-1000.slice/session-3.scope", 20, 5)
+	f.add(960, 1, 960, "python3", "/system.slice/etl.service", 5, 50)
+	f.step(10)
+	os.WriteFile(filepath.Join(f.root, "900/cmdline"), []byte("postgres\x00-D\x00/var/lib/pg\x00--password=hunter2\x00"), 0o644)
+	os.WriteFile(filepath.Join(f.root, "950/cmdline"), []byte("bash\x00burn.sh\x00"), 0o644)
+	r, store, _ := newTestRecorder(t, f, 224)
+	e := &sink{}
+	ctx := context.Background()
+	r.sample(ctx, e, false)
+	for i := 0; i < 2; i++ {
+		f.step(100)
+		r.sample(ctx, e, false)
+	}
+	ons := onsets(t, store.Dir())
+	if len(ons) != 1 {
+		t.Fatalf("%d onsets", len(ons))
+	}
+	d := string(ons[0].Data)
+	if !strings.Contains(d, `"cause":"container 3f2a3f2a3f2a (process postgres pid 900: postgres -D /var/lib/pg --password=***)"`) {
+		t.Errorf("cause: %s", d)
+	}
+	if strings.Contains(d, "hunter2") {
+		t.Errorf("the secret is in the record: %s", d)
+	}
+	v := r.verdict
+	if len(v.Groups) != 3 || v.Groups[0].Kind != "container" || v.Groups[0].Verdict != "caused" ||
+		v.Groups[1].Name != "session 3" || v.Groups[1].Verdict != "contributed" || v.Groups[2].Name != "service etl.service" || v.Groups[2].Verdict != "coincident" {
+		t.Errorf("groups: %+v", v.Groups)
+	}
+	if p := v.Top[0]; p.Group != "container 3f2a3f2a3f2a" || p.CmdlineRedacted != 1 || p.Cgroup != "/system.slice/docker-"+id+".scope" || p.Started.IsZero() {
+		t.Errorf("top process: %+v", p)
+	}
+}

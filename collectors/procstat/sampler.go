@@ -12,6 +12,7 @@ import (
 
 	"github.com/ec2diag/ec2diag/internal/escape"
 	"github.com/ec2diag/ec2diag/internal/incident"
+	"github.com/ec2diag/ec2diag/internal/procinfo"
 )
 
 // clkTck is USER_HZ, 100 on every Linux that ec2diag targets.
@@ -71,6 +72,7 @@ type procState struct {
 	rss          int64
 	unit         string // systemd service of its cgroup, read once (unitRead)
 	unitRead     bool
+	info         *procinfo.Info // what it is, read once (Info)
 }
 
 // Sampler keeps per-process state between scans.
@@ -100,12 +102,13 @@ type Sampler struct {
 	// Cgroup reads the cgroup of a new process while systemd runs are
 	// active; nil uses /proc/PID/cgroup.
 	Cgroup func(pid int) string
+	info   procinfo.Reader
 }
 
 // NewSampler reads boot time once (identity uses ticks since boot).
 func NewSampler(root string) *Sampler {
 	s := &Sampler{Root: root, scanner: NewScanner(root), procs: map[Key]*procState{}, byPID: map[int]Key{}, pageSize: int64(os.Getpagesize()),
-		TrustedParents: DefaultTrustedParents}
+		TrustedParents: DefaultTrustedParents, info: procinfo.Reader{Proc: root, Root: "/"}}
 	s.bootTime = readBootTime(root)
 	return s
 }
@@ -225,6 +228,40 @@ func (s *Sampler) Unit(k Key) string {
 		st.unit = serviceOf(s.cgroupOf(k.PID))
 	}
 	return st.unit
+}
+
+// Info returns what the process k is (command line, user, cgroup and its
+// meaning), read once per process: only the few an incident names are
+// asked. ok is false when k is not a live process of the last scan.
+func (s *Sampler) Info(k Key) (procinfo.Info, bool) {
+	st, ok := s.procs[k]
+	if !ok {
+		return procinfo.Info{}, false
+	}
+	if st.info == nil {
+		in := s.info.Read(k.PID)
+		st.info = &in
+	}
+	return *st.info, true
+}
+
+// Parents returns the chain of k's parents as last seen, nearest first,
+// as "comm(pid)", up to PID 1 or max entries.
+func (s *Sampler) Parents(k Key, max int) []string {
+	var out []string
+	st := s.procs[k]
+	for st != nil && len(out) < max && st.ppid > 1 {
+		pk, ok := s.byPID[st.ppid]
+		if !ok {
+			break
+		}
+		st = s.procs[pk]
+		if st == nil {
+			break
+		}
+		out = append(out, fmt.Sprintf("%s(%d)", escape.Control(st.comm), pk.PID))
+	}
+	return out
 }
 
 // serviceOf is the innermost ".service" element of a cgroup path.

@@ -37,6 +37,32 @@ type ProcUse struct {
 	// Agent marks ec2diag itself: listed, so that its own cost shows, but
 	// never the cause (at boot it is busy starting, like everything else).
 	Agent bool `json:"agent,omitempty"`
+	// What the process is, read once per process (internal/procinfo):
+	// the command line (bounded, secrets redacted), user, start, parents
+	// nearest first, cgroup, and the group it belongs to in people's
+	// words ("service etl.service", "container 3f2a... (postgres)",
+	// "session 3"), GroupKind its kind.
+	Cmdline         string    `json:"cmdline,omitempty"`
+	CmdlineRedacted int       `json:"cmdline_redacted,omitempty"`
+	User            string    `json:"user,omitempty"`
+	UID             *int      `json:"uid,omitempty"`
+	Started         time.Time `json:"started,omitzero"`
+	Parents         []string  `json:"parents,omitempty"`
+	Cgroup          string    `json:"cgroup,omitempty"`
+	Group           string    `json:"group,omitempty"`
+	GroupKind       string    `json:"group_kind,omitempty"`
+}
+
+// GroupBlame is the verdict on one group of processes people recognise: a
+// service, a container, a login session, a user's service, or a job run.
+type GroupBlame struct {
+	Kind      string  `json:"kind"` // service, container, session, user-service, job
+	Name      string  `json:"name"` // as in a cause: "service etl.service"
+	CPUShare  float64 `json:"cpu_share"`
+	MemShare  float64 `json:"mem_share"`
+	RSSBytes  int64   `json:"rss_bytes"`
+	Processes int     `json:"processes"`
+	Verdict   string  `json:"verdict"` // caused, contributed, coincident
 }
 
 // Blame is the verdict on one job run.
@@ -51,10 +77,13 @@ type Blame struct {
 
 // Verdict is the correlation of one spike.
 type Verdict struct {
-	Jobs    []Blame   `json:"jobs"`
-	Top     []ProcUse `json:"top_processes"`
-	Cause   string    `json:"cause"`   // the job or process blamed, in words
-	Summary string    `json:"summary"` // one line, plain words
+	Jobs []Blame   `json:"jobs"`
+	Top  []ProcUse `json:"top_processes"`
+	// Groups ranks the groups of the top processes by their share (CPU,
+	// or memory in a memory spike).
+	Groups  []GroupBlame `json:"groups,omitempty"`
+	Cause   string       `json:"cause"`   // the job or process blamed, in words
+	Summary string       `json:"summary"` // one line, plain words
 }
 
 // Window is how long before onset a job's start still makes it a candidate.
@@ -134,17 +163,28 @@ func Decide(onset time.Time, window time.Duration, runs []RunUse, procs []ProcUs
 			break
 		}
 	}
+	v.Groups = groups(v.Top, memTotal, byMemory)
 	if len(v.Jobs) > 0 && v.Jobs[0].Verdict == "caused" {
 		v.Cause = "job " + v.Jobs[0].Job
 	} else if suspect >= 0 {
 		p := v.Top[suspect]
+		cmd := ""
+		if p.Cmdline != "" {
+			cmd = ": " + p.Cmdline
+		}
 		switch {
 		case p.Job != "":
-			v.Cause = fmt.Sprintf("process %s (pid %d) of job %s", p.Comm, p.PID, p.Job)
+			v.Cause = fmt.Sprintf("process %s (pid %d%s) of job %s", p.Comm, p.PID, cmd, p.Job)
+		case p.GroupKind == "container" || p.GroupKind == "session" || p.GroupKind == "user-service":
+			g := p.Group
+			if p.GroupKind == "session" && p.User != "" {
+				g = "session of " + p.User + " (" + strings.TrimPrefix(p.Group, "session ") + ")"
+			}
+			v.Cause = fmt.Sprintf("%s (process %s pid %d%s)", g, p.Comm, p.PID, cmd)
 		case p.Unit != "":
-			v.Cause = fmt.Sprintf("service %s (process %s pid %d)", p.Unit, p.Comm, p.PID)
+			v.Cause = fmt.Sprintf("service %s (process %s pid %d%s)", p.Unit, p.Comm, p.PID, cmd)
 		default:
-			v.Cause = fmt.Sprintf("process %s (pid %d)", p.Comm, p.PID)
+			v.Cause = fmt.Sprintf("process %s (pid %d%s)", p.Comm, p.PID, cmd)
 		}
 	}
 	for _, b := range v.Jobs {
@@ -164,4 +204,61 @@ func Decide(onset time.Time, window time.Duration, runs []RunUse, procs []ProcUs
 		v.Summary = strings.Join(parts, "; ")
 	}
 	return v
+}
+
+// groups sums the top processes by what they belong to: a job run, else
+// the group of their cgroup (a service, container, session), else the
+// process alone is no group. The agent is left out.
+func groups(top []ProcUse, memTotal int64, byMemory bool) []GroupBlame {
+	idx := map[string]int{}
+	var out []GroupBlame
+	for _, p := range top {
+		if p.Agent {
+			continue
+		}
+		kind, name := p.GroupKind, p.Group
+		switch {
+		case p.Job != "":
+			kind, name = "job", "job "+p.Job
+		case kind == "" && p.Unit != "":
+			kind, name = "service", "service "+p.Unit
+		case kind == "" || kind == "system":
+			continue
+		}
+		i, ok := idx[name]
+		if !ok {
+			i = len(out)
+			idx[name] = i
+			out = append(out, GroupBlame{Kind: kind, Name: name})
+		}
+		g := &out[i]
+		g.CPUShare += p.CPUShare
+		g.RSSBytes += p.RSSBytes
+		g.Processes++
+	}
+	for i := range out {
+		g := &out[i]
+		if memTotal > 0 {
+			g.MemShare = float64(g.RSSBytes) / float64(memTotal)
+		}
+		share := g.CPUShare
+		if byMemory {
+			share = g.MemShare
+		}
+		switch {
+		case share >= 0.5:
+			g.Verdict = "caused"
+		case share >= 0.1:
+			g.Verdict = "contributed"
+		default:
+			g.Verdict = "coincident"
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if byMemory {
+			return out[i].MemShare > out[j].MemShare
+		}
+		return out[i].CPUShare > out[j].CPUShare
+	})
+	return out
 }

@@ -150,3 +150,58 @@ func FuzzClassify(f *testing.F) {
 		_ = Classify(p).String()
 	})
 }
+
+// A real process in real cgroups named as docker and systemd name them
+// (cgroup v2, writable as root): each is classified as its group.
+func TestReadRealCgroups(t *testing.T) {
+	base := cgroup2Root(t)
+	id := strings.Repeat("5e", 32)
+	for _, c := range []struct{ rel, want string }{
+		{"docker/" + id, "container 5e5e5e5e5e5e"},
+		{"ec2diag-test.slice/etl-test.service", "service etl-test.service"},
+		{"user.slice/user-1000.slice/session-77.scope", "session 77"},
+	} {
+		dir := filepath.Join(base, c.rel)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Skipf("cgroup v2 not writable here: %v", err)
+		}
+		cmd := exec.Command("sleep", "30")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644); err != nil {
+			cmd.Process.Kill()
+			t.Skipf("cannot move a process into %s: %v", dir, err)
+		}
+		in := (&Reader{Proc: "/proc", Root: "/"}).Read(cmd.Process.Pid)
+		cmd.Process.Kill()
+		cmd.Wait()
+		if in.Group.String() != c.want || !strings.HasSuffix(in.Cgroup, c.rel) {
+			t.Errorf("in %s: %+v (%q), want %q", c.rel, in, in.Group.String(), c.want)
+		}
+	}
+	for _, rel := range []string{"docker/" + id, "docker", "ec2diag-test.slice/etl-test.service", "ec2diag-test.slice",
+		"user.slice/user-1000.slice/session-77.scope", "user.slice/user-1000.slice", "user.slice", ""} {
+		os.Remove(filepath.Join(base, rel))
+	}
+}
+
+// cgroup2Root finds where the unified hierarchy is mounted: /sys/fs/cgroup
+// on a v2 host, /sys/fs/cgroup/unified on a hybrid one. Tests create their
+// groups under a subtree of their own.
+func cgroup2Root(t *testing.T) string {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Skip(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if i := strings.Index(line, " - cgroup2 "); i >= 0 {
+			f := strings.Fields(line[:i])
+			if len(f) >= 5 {
+				return filepath.Join(f[4], "ec2diag-procinfo-test")
+			}
+		}
+	}
+	t.Skip("no cgroup2 mount")
+	return ""
+}
