@@ -105,8 +105,11 @@ func TestFailedCollectorIsRestarted(t *testing.T) {
 // systemd restarts the agent; another collector's failure does not.
 func TestEssentialCollectorDownStopsWatchdog(t *testing.T) {
 	n := run(t, &flaky{name: "recorder", fails: 1 << 30}, []string{"recorder"}, 800*time.Millisecond)
-	if p, _ := n.get(); p > 1 {
-		t.Errorf("%d watchdog pings with the recorder down; want only the first", p)
+	// The first ping, and at most one more racing the first failure (seen
+	// under qemu-user for arm64, where the collector's first run is slow):
+	// a watchdog that went on would have pinged ~15 times.
+	if p, _ := n.get(); p > 2 {
+		t.Errorf("%d watchdog pings with the recorder down; want only the first (or two)", p)
 	}
 	n = run(t, &flaky{name: "nethealth", fails: 1 << 30}, []string{"recorder"}, 800*time.Millisecond)
 	if p, _ := n.get(); p < 5 {
