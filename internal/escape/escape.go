@@ -45,3 +45,19 @@ func Control(s string) string {
 	}
 	return b.String()
 }
+
+// Truncate cuts s to at most n bytes on a character boundary, ending in
+// "..." when it cut: outside text is bounded before it is kept.
+func Truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	if n < 3 {
+		return ""
+	}
+	cut := n - 3
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}

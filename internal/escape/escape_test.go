@@ -29,3 +29,21 @@ func FuzzControl(f *testing.F) {
 		}
 	})
 }
+
+func TestTruncate(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"short", 10, "short"},
+		{"exactly10!", 10, "exactly10!"},
+		{"a longer line", 10, "a longe..."},
+		{"héhéhéhé", 6, "hé..."}, // never half a character
+		{"abc", 2, ""},
+	} {
+		if got := Truncate(c.in, c.n); got != c.want || len(got) > c.n {
+			t.Errorf("Truncate(%q, %d) = %q, want %q", c.in, c.n, got, c.want)
+		}
+	}
+}

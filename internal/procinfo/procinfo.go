@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/ec2diag/ec2diag/internal/escape"
 )
@@ -122,15 +121,7 @@ func Cmdline(raw []byte) (string, int) {
 	for i, a := range args {
 		args[i] = escape.Control(a)
 	}
-	s := strings.Join(args, " ")
-	if len(s) > MaxCmdline {
-		cut := MaxCmdline - 3
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
-		}
-		s = s[:cut] + "..."
-	}
-	return s, n
+	return escape.Truncate(strings.Join(args, " "), MaxCmdline), n
 }
 
 func uidOf(status []byte) int {
