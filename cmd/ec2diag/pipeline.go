@@ -23,6 +23,7 @@ import (
 	"github.com/ec2diag/ec2diag/internal/checks"
 	"github.com/ec2diag/ec2diag/internal/config"
 	"github.com/ec2diag/ec2diag/internal/correlate"
+	"github.com/ec2diag/ec2diag/internal/escape"
 	"github.com/ec2diag/ec2diag/internal/imds"
 	"github.com/ec2diag/ec2diag/internal/incident"
 	"github.com/ec2diag/ec2diag/internal/metrics"
@@ -302,6 +303,10 @@ func recognizer(namer *jobs.Namer, rec *procstat.Recorder) logsource.Recognizer 
 			return nil
 		}
 		ev.File, ev.Offset = e.Raw.File, e.Raw.Offset
+		if ev.Type == jobs.TypeSSHLogin {
+			rec.SSHLogin(ev.PID, ev.User, ev.Addr, ev.Time)
+			return nil
+		}
 		if ev.Type == jobs.TypeStartupDone && ev.PID == 1 {
 			rec.BootFinished(ev.Time) // PID 1's, not a user manager's
 		}
@@ -322,6 +327,13 @@ func recognizer(namer *jobs.Namer, rec *procstat.Recorder) logsource.Recognizer 
 				dims["iface"] = ev.Iface
 			}
 			out = append(out, collectors.Record{Time: ev.Time, Kind: collectors.KindEvent, Source: ev.Source, Type: ev.Type, Message: ev.Message, Dims: dims})
+			if ev.Type != jobs.TypeENA && ev.Type != jobs.TypeLinesLost && ev.Type != jobs.TypeOOMInvoked {
+				pid := ev.Victim
+				if pid == 0 {
+					pid = ev.JobPID
+				}
+				rec.KernelEvent(incident.Event{Time: ev.Time.UTC(), Type: ev.Type, PID: pid, Comm: ev.Comm, Message: escape.Truncate(escape.Control(ev.Message), 200)})
+			}
 		}
 		return append([]collectors.Record(nil), out...)
 	}

@@ -35,6 +35,33 @@ func TestJobName(t *testing.T) {
 	}
 }
 
+// An SSH login gives its user and address, and the logging sshd's pid (the
+// ancestor of the session's processes); what is not a login is not one.
+func TestSSHLogin(t *testing.T) {
+	for line, want := range map[string]string{
+		"sshd[812]: Accepted publickey for ubuntu from 10.0.0.5 port 51514 ssh2: ED25519 SHA256:abc":    "812 ubuntu 10.0.0.5",
+		"sshd[90]: Accepted password for admin from 2001:db8::1 port 22 ssh2":                           "90 admin 2001:db8::1",
+		"sshd-session[4100]: Accepted keyboard-interactive/pam for ec2-user from 192.0.2.7 port 1 ssh2": "4100 ec2-user 192.0.2.7",
+		"sshd[812]: Accepted publickey for ubuntu from not-an-address port 1 ssh2":                      "",
+		"sshd[812]: Accepted publickey for  from 10.0.0.5 port 1 ssh2":                                  "",
+		"sshd[812]: Failed password for root from 10.0.0.5 port 1 ssh2":                                 "",
+		"sshd: Accepted publickey for ubuntu from 10.0.0.5 port 1 ssh2":                                 "", // no pid to tie it to
+		"sudo[812]: Accepted publickey for ubuntu from 10.0.0.5 port 1 ssh2":                            "",
+	} {
+		p := &syslog.Parser{Location: time.UTC}
+		var l syslog.Line
+		p.Parse([]byte("2026-12-03T10:00:00Z host "+line), &l)
+		var ev Event
+		got := ""
+		if Recognize(&l, &ev) && ev.Type == TypeSSHLogin {
+			got = fmt.Sprintf("%d %s %s", ev.PID, ev.User, ev.Addr)
+		}
+		if got != want {
+			t.Errorf("%q: got %q, want %q", line, got, want)
+		}
+	}
+}
+
 // runsFrom parses a fixture and returns the tracker's runs and all events.
 func runsFrom(t *testing.T, file string, anchor time.Time) ([]*Run, []Event) {
 	f, err := os.Open("testdata/" + file)
@@ -218,6 +245,7 @@ func FuzzRecognize(f *testing.F) {
 		"2024-10-21T04:49:01Z h systemd[1]: x.service: Consumed 1min 2s CPU time.",
 		"2024-10-21T04:49:01Z h kernel: INFO: task a:1 blocked for more than 120 seconds.",
 		"2024-10-21T04:49:01Z h CRON[1]: (CRON) error (grandchild #5 failed with exit status 1)",
+		"2024-10-21T04:49:01Z h sshd[812]: Accepted publickey for ubuntu from 10.0.0.5 port 51514 ssh2: ED25519 SHA256:x",
 	} {
 		f.Add([]byte(s))
 	}

@@ -7,6 +7,7 @@ package jobs
 
 import (
 	"bytes"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -37,6 +38,7 @@ const (
 	TypeBoot         = "boot"
 	TypeLinesLost    = "lines_lost"
 	TypeAgentStart   = "agent_start"
+	TypeSSHLogin     = "ssh_login" // sshd: Accepted publickey for USER from ADDR port N
 )
 
 // Event is one recognised line. Fields not relevant to Type stay zero.
@@ -61,6 +63,7 @@ type Event struct {
 	Count   int64     `json:"count,omitempty"`
 	Message string    `json:"message,omitempty"`
 	File    string    `json:"file,omitempty"`
+	Addr    string    `json:"addr,omitempty"` // ssh_login: the client's address
 	Offset  int64     `json:"offset,omitempty"`
 }
 
@@ -87,6 +90,8 @@ func Recognize(l *syslog.Line, ev *Event) bool {
 		ok = rsyslogLine(msg, ev)
 	case bytes.Equal(prog, []byte("systemd-journald")):
 		ok = journaldLine(msg, ev)
+	case bytes.Equal(prog, []byte("sshd")) || bytes.Equal(prog, []byte("sshd-session")):
+		ok = sshLine(msg, ev)
 	case bytes.Equal(prog, []byte("ec2diag")):
 		if bytes.HasPrefix(msg, []byte("ec2diag starting")) {
 			ev.Type, ev.Source = TypeAgentStart, "ec2diag"
@@ -97,6 +102,34 @@ func Recognize(l *syslog.Line, ev *Event) bool {
 		ev.Host = string(l.Host)
 	}
 	return ok
+}
+
+// sshLine recognises a login: "Accepted publickey for ubuntu from
+// 10.0.0.5 port 51514 ssh2: ...". The logging pid is the session's
+// privileged sshd (sshd-session since OpenSSH 9.8), an ancestor of every
+// process the login starts: that is how an incident's process is tied to
+// the address it was started from. A user name or address that is not
+// one is no login.
+func sshLine(msg []byte, ev *Event) bool {
+	rest, ok := bytes.CutPrefix(msg, []byte("Accepted "))
+	if !ok {
+		return false
+	}
+	_, rest, ok = bytes.Cut(rest, []byte(" for "))
+	if !ok {
+		return false
+	}
+	user, rest, ok := bytes.Cut(rest, []byte(" from "))
+	if !ok || len(user) == 0 || len(user) > 64 || bytes.ContainsAny(user, " \t") {
+		return false
+	}
+	addr, _, _ := bytes.Cut(rest, []byte(" "))
+	a, err := netip.ParseAddr(string(addr))
+	if err != nil || ev.PID <= 0 {
+		return false
+	}
+	ev.Type, ev.Source, ev.User, ev.Addr = TypeSSHLogin, "sshd", string(user), a.String()
+	return true
 }
 
 // paren splits "(a) WORD (b)" into a, WORD, b; b keeps inner parentheses.

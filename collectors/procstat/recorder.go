@@ -73,7 +73,16 @@ type Recorder struct {
 	pendingDropped uint64
 	wake           chan struct{}
 
-	bootDone time.Time // systemd's "Startup finished" of this boot (under mu)
+	bootDone time.Time        // systemd's "Startup finished" of this boot (under mu)
+	kevents  []incident.Event // kernel events from the logs, not yet applied (under mu)
+	logins   map[int]login    // SSH logins by the logging sshd's pid (under mu)
+
+	// events are the recent kernel events (the last eventsKept within
+	// eventsWindow) and recorded how many of them the incident's records
+	// already hold; recordedTo is the newest sample they hold.
+	events     []incident.Event
+	recordedEv int
+	recordedTo time.Time
 
 	incident     string
 	lastSnapshot time.Time
@@ -187,6 +196,75 @@ func (r *Recorder) JobCancelled(id string) {
 	r.queue(jobMsg{id: id, cancel: true})
 }
 
+// KernelEvent tells the recorder about a kernel event from the logs (an
+// OOM kill, a hung task, a soft lockup): an incident's records keep those
+// of its time for the report's timeline. Bounded like job messages: the
+// kernel can log thousands of hung tasks.
+func (r *Recorder) KernelEvent(ev incident.Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.kevents) >= maxPending {
+		r.pendingDropped++
+		return
+	}
+	r.kevents = append(r.kevents, ev)
+}
+
+// login is an SSH login from auth.log.
+type login struct {
+	user, addr string
+	at         time.Time
+}
+
+// maxLogins bounds the logins remembered: a host under a password-guessing
+// storm logs failures, which are not kept, but a busy bastion logs many
+// real logins.
+const maxLogins = 1024
+
+// SSHLogin tells the recorder that sshd process pid logged a login of user
+// from addr at t: the processes of that session (its descendants) are then
+// named "session of USER from ADDR".
+func (r *Recorder) SSHLogin(pid int, user, addr string, t time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.logins == nil {
+		r.logins = map[int]login{}
+	}
+	if _, ok := r.logins[pid]; !ok && len(r.logins) >= maxLogins {
+		oldest := pid
+		for p, l := range r.logins {
+			if oldest == pid || l.at.Before(r.logins[oldest].at) {
+				oldest = p
+			}
+		}
+		delete(r.logins, oldest)
+	}
+	r.logins[pid] = login{user: user, addr: addr, at: t}
+}
+
+// loginOf finds the SSH login k descends from: the nearest ancestor (or k)
+// whose pid logged one after it started (a reused pid started later).
+func (r *Recorder) loginOf(k Key) (login, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.logins) == 0 {
+		return login{}, false
+	}
+	for _, a := range append([]Key{k}, r.sampler.Ancestors(k, 16)...) {
+		if l, ok := r.logins[a.PID]; ok && !l.at.Before(r.sampler.StartTime(a.Start).Add(-time.Second)) {
+			return l, true
+		}
+	}
+	return login{}, false
+}
+
+// eventsKept bounds the kernel events an incident records, eventsWindow
+// how long before onset one still belongs to it.
+const (
+	eventsKept   = 64
+	eventsWindow = 2 * time.Minute
+)
+
 // BootFinished tells the recorder that systemd logged "Startup finished"
 // at t; a line from an earlier boot, read again from the log, is ignored.
 func (r *Recorder) BootFinished(t time.Time) {
@@ -264,7 +342,19 @@ func (r *Recorder) applyJobs() {
 	r.mu.Lock()
 	msgs := r.pending
 	r.pending = nil
+	kev := r.kevents
+	r.kevents = nil
 	r.mu.Unlock()
+	for _, ev := range kev {
+		if len(r.events) >= eventsKept {
+			if r.incident != "" {
+				r.pendingDropped++ // the incident keeps its first ones
+				continue
+			}
+			r.events = r.events[1:]
+		}
+		r.events = append(r.events, ev)
+	}
 	for _, m := range msgs {
 		if m.run != nil {
 			r.sampler.AddJob(m.run) // refuses a line read again after a restart
@@ -304,7 +394,8 @@ func (r *Recorder) sample(ctx context.Context, e collectors.Emitter, woken bool)
 	_, memKnown := hs.Metrics["mem_available_pct"]
 	h := correlate.Host{Time: now, CPUBusy: hs.Metrics["cpu_busy_pct"], CPUSteal: hs.Metrics["cpu_steal_pct"],
 		MemAvailPct: hs.Metrics["mem_available_pct"], MemKnown: memKnown, PSIMemFull: psi.MemFull, PSIMemSome: psi.MemSome, PSICPUSome: psi.CPUSome,
-		Booting: r.booting(now)}
+		SwapUsedPct: hs.Metrics["swap_used_pct"],
+		Booting:     r.booting(now)}
 	var procs []ProcUse
 	var total float64
 	scan := r.needScan(h, now, woken)
@@ -480,7 +571,7 @@ func (r *Recorder) decide(onset time.Time) correlate.Verdict {
 	}
 	var runs []correlate.RunUse
 	for _, j := range r.sampler.Jobs() {
-		runs = append(runs, correlate.RunUse{ID: j.ID, Job: j.Job, PID: j.PID, Unit: j.Unit, Start: j.Start,
+		runs = append(runs, correlate.RunUse{ID: j.ID, Job: j.Job, PID: j.PID, Unit: j.Unit, Start: j.Start, End: j.Ended,
 			// A run none of whose processes was ever sampled was not seen
 			// running: the stock debian-sa1 line on systemd hosts exits in
 			// a millisecond, and must not read as "running at onset".
@@ -515,6 +606,15 @@ func (r *Recorder) describe(k Key, p *correlate.ProcUse) {
 		p.UID = &u
 	}
 	p.Group, p.GroupKind = in.Group.String(), in.Group.Kind
+	if in.Group.Kind != "container" {
+		// A login's processes, whatever their cgroup says (a host without
+		// logind puts them in sshd.service): named by who logged in from
+		// where, which is what people recognise.
+		if l, ok := r.loginOf(k); ok {
+			p.Group, p.GroupKind = "session of "+l.user+" from "+l.addr, "session"
+			p.Login = l.user + "@" + l.addr
+		}
+	}
 	p.Started = r.sampler.StartTime(k.Start).UTC()
 }
 
@@ -544,6 +644,14 @@ func (r *Recorder) onset(ctx context.Context, e collectors.Emitter, now time.Tim
 	r.units = map[Key]string{}
 	r.infos = map[Key]procInfo{}
 	r.consoleSaid = ""
+	r.recordedTo = onset.Add(-eventsWindow)
+	kept := r.events[:0]
+	for _, ev := range r.events {
+		if !ev.Time.Before(onset.Add(-eventsWindow)) {
+			kept = append(kept, ev)
+		}
+	}
+	r.events, r.recordedEv = kept, 0
 	r.snapshot(ctx, e, now, incident.KindOnset)
 }
 
@@ -553,6 +661,7 @@ func (r *Recorder) snapshot(ctx context.Context, e collectors.Emitter, now time.
 	r.lastSnapshot, r.snapKinds = now, reasonKinds(r.det.Reasons)
 	last := r.ring[len(r.ring)-1]
 	data := map[string]any{"onset": onset, "reasons": r.det.Reasons, "host": last.h, "verdict": r.verdict}
+	r.addTimeline(data)
 	// How memory ran out, in the kernel's words: an UNFINISHED incident
 	// read after the reset says whether it was OOM kills, or reclaim and
 	// program text read back in (a thrash) that stopped the machine.
@@ -588,11 +697,41 @@ func (r *Recorder) snapshot(ctx context.Context, e collectors.Emitter, now time.
 
 func (r *Recorder) end(ctx context.Context, e collectors.Emitter, now time.Time) {
 	if r.o.Store != nil {
-		r.o.Store.Append(incident.KindEnd, r.incident, now, map[string]any{"verdict": r.verdict}, true)
+		data := map[string]any{"verdict": r.verdict}
+		r.addTimeline(data)
+		r.o.Store.Append(incident.KindEnd, r.incident, now, data, true)
 	}
 	e.Emit(ctx, collectors.Record{Time: now, Kind: collectors.KindEvent, Source: "recorder", Type: "spike_end",
 		Dims: map[string]string{"incident": r.incident}, Message: "spike ended: cause " + r.verdict.Cause})
 	r.incident = ""
+}
+
+// addTimeline adds to a record the samples and kernel events its
+// incident's records do not hold yet: each record carries its part of the
+// timeline, so what reached the disk before a hang is all of it up to
+// then, and no record repeats another's.
+func (r *Recorder) addTimeline(data map[string]any) {
+	var ss []incident.Sample
+	for _, t := range r.ring {
+		if !t.t.After(r.recordedTo) {
+			continue
+		}
+		s := incident.Sample{Time: t.t.UTC(), CPUBusy: incident.Round2(t.h.CPUBusy), SwapUsed: incident.Round2(t.h.SwapUsedPct),
+			PSIMemSome: incident.Round2(t.h.PSIMemSome), PSIMemFull: incident.Round2(t.h.PSIMemFull), PSICPUSome: incident.Round2(t.h.PSICPUSome)}
+		if t.h.MemKnown {
+			m := incident.Round2(t.h.MemAvailPct)
+			s.MemAvail = &m
+		}
+		ss = append(ss, s)
+		r.recordedTo = t.t
+	}
+	if len(ss) > 0 {
+		data["samples"] = ss
+	}
+	if r.recordedEv < len(r.events) {
+		data["events"] = append([]incident.Event(nil), r.events[r.recordedEv:]...)
+		r.recordedEv = len(r.events)
+	}
 }
 
 // console writes one short line to the kernel log at KERN_CRIT: it reaches

@@ -2,6 +2,7 @@ package procstat
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -496,5 +497,126 @@ func TestSpikeBlamesGroups(t *testing.T) {
 	}
 	if p := v.Top[0]; p.Group != "container 3f2a3f2a3f2a" || p.CmdlineRedacted != 1 || p.Cgroup != "/system.slice/docker-"+id+".scope" || p.Started.IsZero() {
 		t.Errorf("top process: %+v", p)
+	}
+}
+
+// Every onset, snapshot and end record carries the samples and kernel
+// events the ones before it do not: together they are the incident's
+// timeline from before onset to its end, each sample once, and what
+// reached the disk before a hang is the timeline up to then.
+func TestRecordsCarryTheTimeline(t *testing.T) {
+	f := newFakeProc(t, time.Hour)
+	f.add(1, 0, 1, "systemd", "/init.scope", 0, 10)
+	f.add(500, 1, 500, "hog", "/system.slice/runaway.service", 40, 900)
+	f.step(20)
+	r, store, _ := newTestRecorder(t, f, 224)
+	e := &sink{}
+	ctx := context.Background()
+	old := time.Now().Add(-time.Hour)
+	r.KernelEvent(incident.Event{Time: old, Type: "hung_task", PID: 7, Comm: "long-ago"}) // before the window: not kept
+	samples := 0
+	step := func(busy uint64) {
+		f.step(busy)
+		if err := r.sample(ctx, e, false); err != nil {
+			t.Fatal(err)
+		}
+		samples++
+	}
+	step(20)
+	step(20)
+	r.KernelEvent(incident.Event{Time: time.Now(), Type: "oom_kill", PID: 450, Comm: "victim"})
+	f.avail = 5
+	step(100) // onset
+	r.KernelEvent(incident.Event{Time: time.Now(), Type: "hung_task", PID: 451, Comm: "jbd2/nvme0n1p1"})
+	step(100)
+	r.snapshot(ctx, e, time.Now(), incident.KindSnapshot)
+	f.avail = 60
+	for i := 0; i < 4 && r.incident != ""; i++ {
+		step(10)
+	}
+	if r.incident != "" {
+		t.Fatal("the spike did not end")
+	}
+	recs, _, err := incident.ReadDir(store.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[time.Time]bool{}
+	var kinds, events []string
+	for _, rec := range recs {
+		if rec.Incident == "" {
+			continue
+		}
+		var d struct {
+			Samples []incident.Sample `json:"samples"`
+			Events  []incident.Event  `json:"events"`
+		}
+		if err := json.Unmarshal(rec.Data, &d); err != nil {
+			t.Fatal(err)
+		}
+		kinds = append(kinds, fmt.Sprintf("%s:%d", rec.Kind, len(d.Samples)))
+		for _, s := range d.Samples {
+			if seen[s.Time] {
+				t.Errorf("sample %s in two records", s.Time)
+			}
+			seen[s.Time] = true
+			if s.MemAvail == nil {
+				t.Errorf("sample %s lost memory available", s.Time)
+			}
+		}
+		for _, ev := range d.Events {
+			events = append(events, ev.Type+" "+ev.Comm)
+		}
+	}
+	if len(seen) != samples {
+		t.Errorf("records hold %d samples of %d taken (%v)", len(seen), samples, kinds)
+	}
+	if strings.Join(events, ",") != "oom_kill victim,hung_task jbd2/nvme0n1p1" {
+		t.Errorf("events recorded: %q", events)
+	}
+	if len(kinds) < 3 || !strings.HasPrefix(kinds[0], "onset:3") {
+		t.Errorf("records: %v (the onset should hold the 3 samples up to it)", kinds)
+	}
+}
+
+// A process started from an SSH login is blamed as that session, named by
+// who logged in from where (auth.log's sshd line, tied by the logging
+// sshd's pid being an ancestor); a login whose pid was reused by a later
+// process names nothing.
+func TestSpikeBlamesTheSSHSession(t *testing.T) {
+	f := newFakeProc(t, time.Hour)
+	f.add(1, 0, 1, "systemd", "/init.scope", 0, 10)
+	f.add(800, 1, 800, "sshd", "/user.slice/user-1000.slice/session-3.scope", 0, 5)
+	f.add(801, 800, 801, "bash", "/user.slice/user-1000.slice/session-3.scope", 0, 5)
+	f.add(802, 801, 801, "burn", "/user.slice/user-1000.slice/session-3.scope", 90, 20)
+	f.add(900, 1, 900, "sshd", "/system.slice/ssh.service", 0, 5)
+	f.add(901, 900, 901, "python3", "/system.slice/ssh.service", 5, 5)
+	f.step(10)
+	os.WriteFile(filepath.Join(f.root, "802/cmdline"), []byte("./burn\x00--hard\x00"), 0o644)
+	r, _, _ := newTestRecorder(t, f, 224)
+	r.SSHLogin(800, "ubuntu", "10.0.0.5", time.Now())
+	// pid 900's login was logged before pid 900 started: an older sshd's.
+	r.SSHLogin(900, "admin", "192.0.2.9", time.Unix(f.btime, 0).Add(-time.Minute))
+	e := &sink{}
+	ctx := context.Background()
+	r.sample(ctx, e, false)
+	for i := 0; i < 2; i++ {
+		f.step(100)
+		r.sample(ctx, e, false)
+	}
+	v := r.verdict
+	if v.Cause != "session of ubuntu from 10.0.0.5 (process burn pid 802: ./burn --hard)" {
+		t.Errorf("cause %q", v.Cause)
+	}
+	if len(v.Groups) == 0 || v.Groups[0].Name != "session of ubuntu from 10.0.0.5" || v.Groups[0].Verdict != "caused" {
+		t.Errorf("groups %+v", v.Groups)
+	}
+	for _, p := range v.Top {
+		if p.PID == 901 && (p.Login != "" || strings.Contains(p.Group, "admin")) {
+			t.Errorf("a reused pid's login named pid 901: %+v", p)
+		}
+		if p.PID == 802 && p.Login != "ubuntu@10.0.0.5" {
+			t.Errorf("login of 802: %q", p.Login)
+		}
 	}
 }

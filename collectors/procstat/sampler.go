@@ -1,7 +1,6 @@
 package procstat
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -249,6 +248,16 @@ func (s *Sampler) Info(k Key) (procinfo.Info, bool) {
 // as "comm(pid)", up to PID 1 or max entries.
 func (s *Sampler) Parents(k Key, max int) []string {
 	var out []string
+	for _, pk := range s.Ancestors(k, max) {
+		out = append(out, fmt.Sprintf("%s(%d)", escape.Control(s.procs[pk].comm), pk.PID))
+	}
+	return out
+}
+
+// Ancestors returns the keys of k's parents as last seen, nearest first,
+// up to max and short of PID 1.
+func (s *Sampler) Ancestors(k Key, max int) []Key {
+	var out []Key
 	st := s.procs[k]
 	for st != nil && len(out) < max && st.ppid > 1 {
 		pk, ok := s.byPID[st.ppid]
@@ -259,7 +268,7 @@ func (s *Sampler) Parents(k Key, max int) []string {
 		if st == nil {
 			break
 		}
-		out = append(out, fmt.Sprintf("%s(%d)", escape.Control(st.comm), pk.PID))
+		out = append(out, pk)
 	}
 	return out
 }
@@ -477,12 +486,9 @@ func (s *Sampler) cgroupOf(pid int) string {
 	if err != nil {
 		return ""
 	}
-	for _, line := range bytes.Split(b, []byte("\n")) {
-		if bytes.HasPrefix(line, []byte("0::")) || bytes.Contains(line, []byte(":name=systemd:")) {
-			return string(line[bytes.LastIndexByte(line, ':')+1:])
-		}
-	}
-	return ""
+	// The unified hierarchy's path, as procinfo reads it: on a hybrid host
+	// the name=systemd line comes first in the file.
+	return procinfo.CgroupPath(b)
 }
 
 // Top returns the n processes using most CPU and the n using most memory

@@ -18,10 +18,11 @@ type Host struct {
 	// MemKnown says MemAvailPct was read: 0 is then a real 0 (the VM's
 	// thrash read exactly 0.0%, and the spike "ended" as memory ran out).
 	// Without it 0 means unknown.
-	MemKnown   bool    `json:",omitempty"`
-	PSIMemFull float64 // avg10 %
-	PSIMemSome float64
-	PSICPUSome float64
+	MemKnown    bool    `json:",omitempty"`
+	PSIMemFull  float64 // avg10 %
+	PSIMemSome  float64
+	PSICPUSome  float64
+	SwapUsedPct float64 `json:",omitempty"`
 	// Booting: the machine is still starting. A boot runs the CPU at 100%
 	// by itself; only memory makes an incident then.
 	Booting bool `json:",omitempty"`

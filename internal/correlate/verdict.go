@@ -9,11 +9,13 @@ import (
 
 // RunUse is one job run's use during the spike window.
 type RunUse struct {
-	ID       string    `json:"id"`
-	Job      string    `json:"job"`
-	PID      int       `json:"pid,omitempty"`
-	Unit     string    `json:"unit,omitempty"`
-	Start    time.Time `json:"start"`
+	ID    string    `json:"id"`
+	Job   string    `json:"job"`
+	PID   int       `json:"pid,omitempty"`
+	Unit  string    `json:"unit,omitempty"`
+	Start time.Time `json:"start"`
+	// End is when the run ended, zero while it runs.
+	End      time.Time `json:"end,omitzero"`
 	Active   bool      `json:"active_at_onset"`
 	CPUSec   float64   `json:"cpu_seconds_in_spike"`
 	TotalCPU float64   `json:"cpu_seconds_total"`
@@ -50,7 +52,9 @@ type ProcUse struct {
 	Parents         []string  `json:"parents,omitempty"`
 	Cgroup          string    `json:"cgroup,omitempty"`
 	Group           string    `json:"group,omitempty"`
-	GroupKind       string    `json:"group_kind,omitempty"`
+	// Login is the SSH login the process descends from, USER@ADDR.
+	Login     string `json:"login,omitempty"`
+	GroupKind string `json:"group_kind,omitempty"`
 }
 
 // GroupBlame is the verdict on one group of processes people recognise: a
@@ -177,12 +181,14 @@ func Decide(onset time.Time, window time.Duration, runs []RunUse, procs []ProcUs
 			v.Cause = fmt.Sprintf("process %s (pid %d%s) of job %s", p.Comm, p.PID, cmd, p.Job)
 		case p.GroupKind == "container" || p.GroupKind == "session" || p.GroupKind == "user-service":
 			g := p.Group
-			if p.GroupKind == "session" && p.User != "" {
+			if p.GroupKind == "session" && p.Login == "" && p.User != "" {
 				g = "session of " + p.User + " (" + strings.TrimPrefix(p.Group, "session ") + ")"
 			}
 			v.Cause = fmt.Sprintf("%s (process %s pid %d%s)", g, p.Comm, p.PID, cmd)
 		case p.Unit != "":
 			v.Cause = fmt.Sprintf("service %s (process %s pid %d%s)", p.Unit, p.Comm, p.PID, cmd)
+		case p.GroupKind == "service":
+			v.Cause = fmt.Sprintf("%s (process %s pid %d%s)", p.Group, p.Comm, p.PID, cmd)
 		default:
 			v.Cause = fmt.Sprintf("process %s (pid %d%s)", p.Comm, p.PID, cmd)
 		}
