@@ -1,32 +1,38 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/ec2diag/ec2diag/internal/correlate"
 	"github.com/ec2diag/ec2diag/internal/escape"
 	"github.com/ec2diag/ec2diag/internal/incident"
+	"github.com/ec2diag/ec2diag/internal/report"
 	"github.com/spf13/cobra"
 )
 
 // incidentView is the JSON contract of `ec2diag incidents --format json`.
 type incidentView struct {
-	ID         string              `json:"id"`
-	Onset      time.Time           `json:"onset"`
-	End        *time.Time          `json:"end"`
-	BootID     string              `json:"boot_id"`
-	Boot       int                 `json:"boot"` // 0 this boot, -1 the one before ...
-	Reasons    []string            `json:"reasons"`
-	Cause      string              `json:"cause"`
-	Summary    string              `json:"summary"`
-	Jobs       []correlate.Blame   `json:"jobs"`
-	Top        []correlate.ProcUse `json:"top_processes"`
-	Records    int                 `json:"records"`
-	Unfinished string              `json:"unfinished,omitempty"`
+	ID      string              `json:"id"`
+	Onset   time.Time           `json:"onset"`
+	End     *time.Time          `json:"end"`
+	BootID  string              `json:"boot_id"`
+	Boot    int                 `json:"boot"` // 0 this boot, -1 the one before ...
+	Reasons []string            `json:"reasons"`
+	Cause   string              `json:"cause"`
+	Summary string              `json:"summary"`
+	Jobs    []correlate.Blame   `json:"jobs"`
+	Top     []correlate.ProcUse `json:"top_processes"`
+	// Groups ranks the services, containers, sessions and job runs of the
+	// top processes (verdict.groups of the records).
+	Groups     []correlate.GroupBlame `json:"groups,omitempty"`
+	Records    int                    `json:"records"`
+	Unfinished string                 `json:"unfinished,omitempty"`
 }
 
 type snapshotData struct {
@@ -47,7 +53,8 @@ func newIncidentsCmd(g *globalFlags) *cobra.Command {
 words: when the spike began and ended, why it counts as a spike, which job run and
 which processes caused it, and which jobs merely ran nearby. --boot 0 is this boot,
 -1 the boot before (the one that hung, after a reboot). "incidents show ID" prints
-every record of one incident.`,
+one incident's report (--format json its records, --html FILE a page to attach to
+a postmortem).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			views, bad, err := loadIncidents(g)
@@ -71,34 +78,7 @@ every record of one incident.`,
 	c.Flags().DurationVar(&since, "since", 0, "only incidents that began within this long, e.g. 24h")
 	c.Flags().IntVar(&boot, "boot", 0, "only incidents of this boot: 0 this one, -1 the previous ...")
 	c.Flags().StringVar(&format, "format", "text", "output: text or json")
-	c.AddCommand(&cobra.Command{
-		Use:   "show ID",
-		Short: "Print every record of one incident",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := loadConfig(g)
-			if err != nil {
-				return &exitError{code: exitUsage, err: err}
-			}
-			recs, _, err := incident.ReadDir(cfg.StateDir)
-			if err != nil {
-				return &exitError{code: exitFailure, err: err}
-			}
-			enc := json.NewEncoder(cmd.OutOrStdout())
-			enc.SetIndent("", "  ")
-			n := 0
-			for _, r := range recs {
-				if r.Incident == args[0] {
-					enc.Encode(r)
-					n++
-				}
-			}
-			if n == 0 {
-				return &exitError{code: exitFailure, err: fmt.Errorf("no incident %q in %s", args[0], cfg.StateDir)}
-			}
-			return nil
-		},
-	})
+	c.AddCommand(newIncidentShowCmd(g))
 	return c
 }
 
@@ -155,12 +135,12 @@ func loadIncidents(g *globalFlags) ([]incidentView, int, error) {
 		switch r.Kind {
 		case incident.KindOnset, incident.KindSnapshot:
 			v.Onset, v.Reasons = d.Onset, d.Reasons
-			v.Cause, v.Summary, v.Jobs, v.Top = d.Verdict.Cause, d.Verdict.Summary, d.Verdict.Jobs, d.Verdict.Top
+			v.Cause, v.Summary, v.Jobs, v.Top, v.Groups = d.Verdict.Cause, d.Verdict.Summary, d.Verdict.Jobs, d.Verdict.Top, d.Verdict.Groups
 		case incident.KindEnd:
 			t := r.Time
 			v.End = &t
 			if d.Verdict.Cause != "" {
-				v.Cause, v.Summary, v.Jobs, v.Top = d.Verdict.Cause, d.Verdict.Summary, d.Verdict.Jobs, d.Verdict.Top
+				v.Cause, v.Summary, v.Jobs, v.Top, v.Groups = d.Verdict.Cause, d.Verdict.Summary, d.Verdict.Jobs, d.Verdict.Top, d.Verdict.Groups
 			}
 		}
 	}
@@ -213,4 +193,95 @@ func printIncidents(w io.Writer, vs []incidentView, bad int, format string) erro
 		fmt.Fprintf(w, "%d damaged records skipped (torn by a crash)\n", bad)
 	}
 	return nil
+}
+
+func newIncidentShowCmd(g *globalFlags) *cobra.Command {
+	var format, htmlFile string
+	c := &cobra.Command{
+		Use:   "show ID [--format text|json] [--html FILE]",
+		Short: "One incident's report: what happened, the verdict, the timeline, what was blamed",
+		Long: `Print the report of one incident: what happened (why it is a spike, how long it
+lasted, whether the machine hung before it ended), the verdict with its evidence, a
+timeline of the samples around onset with job runs and kernel events (OOM kills, hung
+tasks) marked, and the groups and processes blamed with their command lines.
+--format json prints the incident's records as the store holds them instead.
+--html FILE also writes one self-contained HTML page (inline SVG charts of CPU, memory
+and PSI with the job runs as bands; no scripts, nothing loaded from elsewhere).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if format != "text" && format != "json" {
+				return &exitError{code: exitUsage, err: fmt.Errorf("--format %q: want text or json", format)}
+			}
+			cfg, err := loadConfig(g)
+			if err != nil {
+				return &exitError{code: exitUsage, err: err}
+			}
+			recs, _, err := incident.ReadDir(cfg.StateDir)
+			if err != nil {
+				return &exitError{code: exitFailure, err: err}
+			}
+			views, _, err := loadIncidents(g)
+			if err != nil {
+				return &exitError{code: exitFailure, err: err}
+			}
+			var view *incidentView
+			for i := range views {
+				if views[i].ID == args[0] {
+					view = &views[i]
+				}
+			}
+			if view == nil {
+				return &exitError{code: exitFailure, err: fmt.Errorf("no incident %q in %s", args[0], cfg.StateDir)}
+			}
+			rep, err := report.Build(recs, view.ID, view.Boot, view.Unfinished)
+			if err != nil {
+				return &exitError{code: exitFailure, err: err}
+			}
+			if htmlFile != "" {
+				if err := writeFileAtomic(htmlFile, func(w io.Writer) error { return rep.HTML(w, time.Local) }); err != nil {
+					return &exitError{code: exitFailure, err: err}
+				}
+			}
+			out := cmd.OutOrStdout()
+			if format == "json" {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				for _, r := range recs {
+					if r.Incident == view.ID {
+						if err := enc.Encode(r); err != nil {
+							return err
+						}
+					}
+				}
+				return nil
+			}
+			return rep.Text(out, time.Local)
+		},
+	}
+	c.Flags().StringVar(&format, "format", "text", "output: text (the report) or json (the records)")
+	c.Flags().StringVar(&htmlFile, "html", "", "also write the report as one self-contained HTML page to this file")
+	return c
+}
+
+// writeFileAtomic writes a file whole or not at all.
+func writeFileAtomic(path string, write func(io.Writer) error) error {
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriter(f)
+	if err = write(bw); err == nil {
+		err = bw.Flush()
+	}
+	if err == nil {
+		err = f.Close()
+	} else {
+		f.Close()
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, path)
 }

@@ -1,0 +1,209 @@
+// Package report turns one incident's records from the evidence store into
+// what a person reads after the reboot: what happened, the verdict and its
+// evidence, the timeline around onset, the groups and processes blamed.
+// Build is pure (records in, Report out); Text and HTML render it. Every
+// string that came from another process or a log line is escaped where
+// it is printed: the text report through escape.Control, the page through
+// html/template.
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/ec2diag/ec2diag/internal/correlate"
+	"github.com/ec2diag/ec2diag/internal/incident"
+)
+
+// Report is one incident, put together from all its records.
+type Report struct {
+	ID    string
+	Onset time.Time
+	End   *time.Time // nil: no end was recorded
+	// Last is the newest record's time: after a hang, the last moment the
+	// agent was known to see the machine.
+	Last time.Time
+	// Boot is the incident's boot, 0 this one, -1 the one before...
+	Boot int
+	// Unfinished says why the incident has no end (empty when it ended or
+	// is still going on this boot).
+	Unfinished string
+	// Reasons are every reason the spike gave, in the order first seen: a
+	// CPU spike that turned into memory exhaustion names both.
+	Reasons []string
+	Verdict correlate.Verdict
+	// Kernel is the growth of the kernel's counters since onset at the
+	// last record that read them.
+	Kernel  *Kernel
+	Samples []incident.Sample
+	Events  []incident.Event
+	Runs    []Run
+	Records int
+}
+
+// Kernel mirrors the recorder's kernel counters in a record.
+type Kernel struct {
+	OOMKills    uint64 `json:"oom_kills"`
+	MajorFaults uint64 `json:"major_faults"`
+	AllocStalls uint64 `json:"alloc_stalls"`
+}
+
+// Run is a job run drawn on the timeline: one the verdict judged, or one
+// the store summarised that overlapped the incident.
+type Run struct {
+	ID      string
+	Job     string
+	PID     int
+	Start   time.Time
+	End     time.Time // zero: still running at the last record
+	Verdict string    // empty for a run the verdict did not judge
+	Reason  string
+}
+
+// Hung reports whether the incident never ended before the machine
+// rebooted (or the agent stopped).
+func (r *Report) Hung() bool { return r.Unfinished != "" }
+
+type recordData struct {
+	Onset   time.Time          `json:"onset"`
+	Reasons []string           `json:"reasons"`
+	Verdict *correlate.Verdict `json:"verdict"`
+	Kernel  *Kernel            `json:"kernel"`
+	Samples []incident.Sample  `json:"samples"`
+	Events  []incident.Event   `json:"events"`
+}
+
+type jobRunData struct {
+	ID    string    `json:"id"`
+	Job   string    `json:"job"`
+	PID   int       `json:"pid"`
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
+}
+
+// Build puts together incident id from recs (the whole store: job-run
+// summaries are records of no incident). boot and unfinished come from
+// the caller, which knows the boots the store has seen.
+func Build(recs []incident.Record, id string, boot int, unfinished string) (*Report, error) {
+	r := &Report{ID: id, Boot: boot, Unfinished: unfinished}
+	seenReason := map[string]bool{}
+	seenSample := map[int64]bool{}
+	runs := map[string]*Run{}
+	var order []string
+	addRun := func(x Run) *Run {
+		if p, ok := runs[x.ID]; ok {
+			return p
+		}
+		p := &x
+		runs[x.ID], order = p, append(order, x.ID)
+		return p
+	}
+	for _, rec := range recs {
+		if rec.Incident != id {
+			continue
+		}
+		r.Records++
+		r.Last = rec.Time
+		var d recordData
+		if err := json.Unmarshal(rec.Data, &d); err != nil {
+			continue // a record of another version's shape: its fields are skipped
+		}
+		if !d.Onset.IsZero() {
+			r.Onset = d.Onset
+		}
+		for _, x := range d.Reasons {
+			if !seenReason[x] {
+				seenReason[x] = true
+				r.Reasons = append(r.Reasons, x)
+			}
+		}
+		if d.Verdict != nil && (d.Verdict.Cause != "" || r.Verdict.Cause == "") {
+			r.Verdict = *d.Verdict
+		}
+		if d.Kernel != nil {
+			r.Kernel = d.Kernel
+		}
+		for _, s := range d.Samples {
+			if k := s.Time.UnixNano(); !seenSample[k] {
+				seenSample[k] = true
+				r.Samples = append(r.Samples, s)
+			}
+		}
+		r.Events = append(r.Events, d.Events...)
+		if rec.Kind == incident.KindEnd {
+			t := rec.Time
+			r.End = &t
+		}
+	}
+	if r.Records == 0 {
+		return nil, fmt.Errorf("no incident %q", id)
+	}
+	sort.SliceStable(r.Samples, func(i, j int) bool { return r.Samples[i].Time.Before(r.Samples[j].Time) })
+	r.Events = dedupEvents(r.Events)
+	for _, j := range r.Verdict.Jobs {
+		p := addRun(Run{ID: j.ID, Job: j.Job, PID: j.PID, Start: j.Start, End: j.End})
+		p.Verdict, p.Reason = j.Verdict, j.Reason
+	}
+	// Runs that overlapped the incident, judged or not: the seed's debian-sa1
+	// line is exactly such a run, and the timeline shows it beside the spike.
+	from, to := r.Onset.Add(-correlate.Window), r.Last
+	if len(r.Samples) > 0 && r.Samples[0].Time.After(from) {
+		from = r.Samples[0].Time
+	}
+	for _, rec := range recs {
+		if rec.Kind != incident.KindJobRun {
+			continue
+		}
+		var j jobRunData
+		if json.Unmarshal(rec.Data, &j) != nil || j.ID == "" {
+			continue
+		}
+		if j.Start.After(to) || (!j.End.IsZero() && j.End.Before(from)) {
+			continue
+		}
+		p := addRun(Run{ID: j.ID, Job: j.Job, PID: j.PID, Start: j.Start})
+		if p.End.IsZero() {
+			p.End = j.End
+		}
+	}
+	for _, id := range order {
+		r.Runs = append(r.Runs, *runs[id])
+	}
+	sort.SliceStable(r.Runs, func(i, j int) bool { return r.Runs[i].Start.Before(r.Runs[j].Start) })
+	return r, nil
+}
+
+// dedupEvents drops repeats: the kernel reports one OOM kill in two lines
+// ("Out of memory: Killed process" and the "oom-kill:" summary).
+func dedupEvents(evs []incident.Event) []incident.Event {
+	sort.SliceStable(evs, func(i, j int) bool { return evs[i].Time.Before(evs[j].Time) })
+	var out []incident.Event
+	for _, e := range evs {
+		dup := false
+		for k := len(out) - 1; k >= 0 && e.Time.Sub(out[k].Time) <= 2*time.Second; k-- {
+			if o := out[k]; o.Type == e.Type && o.PID == e.PID {
+				dup = true
+				if o.Comm == "" {
+					out[k].Comm = e.Comm
+				}
+				break
+			}
+		}
+		if !dup {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// Duration is how long the incident lasted, or has lasted up to its last
+// record.
+func (r *Report) Duration() time.Duration {
+	end := r.Last
+	if r.End != nil {
+		end = *r.End
+	}
+	return end.Sub(r.Onset)
+}
