@@ -46,6 +46,9 @@ func (c *Collector) Run(ctx context.Context, e collectors.Emitter) error {
 	for {
 		now := time.Now()
 		ns, m, err := c.Poll(ctx)
+		if ctx.Err() != nil {
+			return nil // a poll cut short by shutdown says nothing
+		}
 		if err != nil {
 			c.errors++
 			if c.errors == 1 || c.errors%720 == 0 { // once, then hourly at 5 s
@@ -90,12 +93,17 @@ func (c *Collector) Poll(ctx context.Context) ([]Notice, map[string]float64, err
 			firstErr = err
 		}
 	}
+	// A path that could not be read has no figure: a 0 there would say
+	// "no notice" when the truth is "not known" (and a poll cut short by
+	// shutdown would end the series on a false 0).
 	if v, ok, err := c.Get(ctx, "spot/instance-action"); err != nil {
 		keep(err)
+		delete(m, "spot_interruption")
 	} else if ok {
 		var ia struct{ Action, Time string }
 		if err := json.Unmarshal([]byte(v), &ia); err != nil {
 			keep(fmt.Errorf("spot/instance-action is not the documented JSON: %w", err))
+			delete(m, "spot_interruption")
 		} else {
 			m["spot_interruption"] = 1
 			// The path answers only when a notice exists, so even an answer
@@ -110,10 +118,12 @@ func (c *Collector) Poll(ctx context.Context) ([]Notice, map[string]float64, err
 	}
 	if v, ok, err := c.Get(ctx, "events/recommendations/rebalance"); err != nil {
 		keep(err)
+		delete(m, "rebalance_recommendation")
 	} else if ok {
 		var rb struct{ NoticeTime string }
 		if err := json.Unmarshal([]byte(v), &rb); err != nil {
 			keep(fmt.Errorf("events/recommendations/rebalance is not the documented JSON: %w", err))
+			delete(m, "rebalance_recommendation")
 		} else {
 			m["rebalance_recommendation"] = 1
 			out = append(out, Notice{Kind: "rebalance_recommendation", Deadline: rb.NoticeTime,
@@ -122,10 +132,12 @@ func (c *Collector) Poll(ctx context.Context) ([]Notice, map[string]float64, err
 	}
 	if v, ok, err := c.Get(ctx, "events/maintenance/scheduled"); err != nil {
 		keep(err)
+		delete(m, "scheduled_events")
 	} else if ok && strings.TrimSpace(v) != "" {
 		var evs []struct{ Code, Description, EventId, NotBefore, NotAfter, NotBeforeDeadline, State string }
 		if err := json.Unmarshal([]byte(v), &evs); err != nil {
 			keep(fmt.Errorf("events/maintenance/scheduled is not the documented JSON: %w", err))
+			delete(m, "scheduled_events")
 		}
 		for _, ev := range evs {
 			if ev.State != "" && ev.State != "active" {
@@ -135,6 +147,9 @@ func (c *Collector) Poll(ctx context.Context) ([]Notice, map[string]float64, err
 			out = append(out, Notice{Kind: "scheduled_event", Action: ev.Code, Deadline: ev.NotBefore, ID: ev.EventId,
 				Message: fmt.Sprintf("scheduled event %s (%s) %s: not before %s, not after %s", ev.EventId, ev.Code, ev.Description, ev.NotBefore, ev.NotAfter)})
 		}
+	}
+	if len(m) == 0 {
+		m = nil
 	}
 	return out, m, firstErr
 }

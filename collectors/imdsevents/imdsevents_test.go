@@ -2,6 +2,7 @@ package imdsevents
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -150,5 +151,64 @@ func TestSpotNoticeWithoutFields(t *testing.T) {
 	}
 	if want := "spot interruption notice: the instance will be interrupted at an unknown time"; ns[0].Message != want {
 		t.Errorf("message %q, want %q", ns[0].Message, want)
+	}
+}
+
+// A path IMDS did not answer has no figure: a 0 would claim "no notice"
+// when nothing is known, and an alarm on the gauge would read it as calm.
+func TestUnreadPathHasNoFigure(t *testing.T) {
+	get := func(_ context.Context, p string) (string, bool, error) {
+		switch p {
+		case "spot/instance-action":
+			return "", false, errors.New("connection refused")
+		case "events/recommendations/rebalance":
+			return "{not json", true, nil
+		}
+		return "", false, nil
+	}
+	_, m, err := (&Collector{Get: get}).Poll(context.Background())
+	if err == nil {
+		t.Fatal("no error")
+	}
+	if _, ok := m["spot_interruption"]; ok {
+		t.Errorf("spot_interruption reported as %v though unread", m["spot_interruption"])
+	}
+	if _, ok := m["rebalance_recommendation"]; ok {
+		t.Errorf("rebalance_recommendation reported though unparsable")
+	}
+	if v, ok := m["scheduled_events"]; !ok || v != 0 {
+		t.Errorf("scheduled_events %v %v, want 0: that path answered", v, ok)
+	}
+	all := func(context.Context, string) (string, bool, error) { return "", false, errors.New("down") }
+	if _, m, _ := (&Collector{Get: all}).Poll(context.Background()); m != nil {
+		t.Errorf("figures %v from an IMDS that answered nothing", m)
+	}
+}
+
+// The poll that shutdown cuts short emits nothing: the last sample of a
+// series must not be a false 0 (seen under qemu-user, where the cut poll
+// is slow enough to be the last).
+func TestShutdownMidPollEmitsNothing(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	polls := 0
+	get := func(ctx context.Context, p string) (string, bool, error) {
+		if p == "spot/instance-action" {
+			polls++
+			if polls == 2 {
+				cancel()
+				return "", false, ctx.Err()
+			}
+			return `{"action":"stop","time":"2026-12-03T15:05:31Z"}`, true, nil
+		}
+		return "", false, nil
+	}
+	r := &rec{}
+	(&Collector{Get: get, Interval: time.Millisecond}).Run(ctx, r)
+	n, s := r.events("imdsevents")
+	if n != 1 || s.Metrics["spot_interruption"] != 1 {
+		t.Fatalf("samples %d, last %v: want the one sample of the whole poll", n, s.Metrics)
+	}
+	if n, _ := r.events("imds_error"); n != 0 {
+		t.Errorf("%d imds_error events for a shutdown", n)
 	}
 }
