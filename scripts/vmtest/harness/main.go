@@ -304,6 +304,7 @@ type view struct {
 	Jobs    []struct {
 		Job     string `json:"job"`
 		Verdict string `json:"verdict"`
+		Reason  string `json:"reason"`
 		Active  bool   `json:"active_at_onset"`
 		Start   time.Time
 	} `json:"jobs"`
@@ -416,6 +417,7 @@ func check(work, disk string, steps []string, results map[string]*result) {
 		for _, j := range v.Jobs {
 			if j.Job == "debian-sa1" {
 				r.DebianSA1 = j.Verdict
+				logf("%s: debian-sa1 %s: %s", sc.name, j.Verdict, j.Reason)
 				// Never blamed. "unverified" (the process table did not
 				// confirm the CMD line) is seen under the runaway service on
 				// the emulated VM; it is not blame either (#14 note).
