@@ -531,8 +531,24 @@ func (r *Recorder) decide(onset time.Time) correlate.Verdict {
 	jobCPU := map[string]float64{}
 	procs := map[Key]*correlate.ProcUse{}
 	var memTotal int64
+	// Each process's resident memory before the spike, from the earliest
+	// tick of the window before onset that lists it: the base its growth
+	// is measured from.
+	base := map[Key]int64{}
+	var since time.Time
 	for _, t := range r.ring {
+		if t.t.Before(onset.Add(-r.o.JobWindow)) {
+			continue
+		}
 		if t.t.Before(onset.Add(-time.Second)) {
+			if since.IsZero() {
+				since = t.t
+			}
+			for _, p := range t.top {
+				if _, ok := base[Key{p.PID, p.Start}]; !ok {
+					base[Key{p.PID, p.Start}] = p.RSSBytes
+				}
+			}
 			continue
 		}
 		total += t.total
@@ -545,6 +561,15 @@ func (r *Recorder) decide(onset time.Time) correlate.Verdict {
 			if !ok {
 				pu = &correlate.ProcUse{PID: p.PID, Comm: p.Comm}
 				procs[k] = pu
+				if _, ok := base[k]; !ok {
+					// Not listed before the spike: started since (it grew
+					// from nothing), else too small to be listed, which
+					// its first sight in the spike bounds from above.
+					base[k] = p.RSSBytes
+					if !since.IsZero() && r.sampler.StartTime(p.Start).After(since) {
+						base[k] = 0
+					}
+				}
 			}
 			pu.CPUSec += p.CPUSec
 			pu.RSSBytes = max(pu.RSSBytes, p.RSSBytes)
@@ -557,6 +582,7 @@ func (r *Recorder) decide(onset time.Time) correlate.Verdict {
 	}
 	var pl []correlate.ProcUse
 	for k, p := range procs {
+		p.RSSGrowth = max(0, p.RSSBytes-base[k])
 		r.describe(k, p)
 		if p.Job == "" && !p.Agent {
 			// Remembered for the incident: an OOM-killed hog is gone by

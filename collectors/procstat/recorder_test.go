@@ -620,3 +620,61 @@ func TestSpikeBlamesTheSSHSession(t *testing.T) {
 		}
 	}
 }
+
+// A memory spike blames what grew, not what was big all along: a
+// database's steady buffers beside a leaking service. The growth is
+// measured from the samples before onset.
+func TestMemorySpikeBlamesWhatGrew(t *testing.T) {
+	f := newFakeProc(t, time.Hour)
+	f.add(1, 0, 1, "systemd", "/init.scope", 0, 10)
+	f.add(600, 1, 600, "postgres", "/system.slice/postgresql.service", 5, 600)
+	f.add(700, 1, 700, "leak", "/system.slice/etl.service", 5, 50)
+	f.step(20)
+	r, store, _ := newTestRecorder(t, f, 224)
+	e := &sink{}
+	ctx := context.Background()
+	step := func(busy uint64) {
+		f.step(busy)
+		if err := r.sample(ctx, e, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, rss := range []int64{50, 150, 250} {
+		f.procs[700].rssPages = rss << 20 / int64(os.Getpagesize())
+		step(20)
+	}
+	// The samples above were taken in a millisecond; move them to where
+	// a 5 s interval would have put them, before the onset's second.
+	for i := range r.ring {
+		r.ring[i].t = r.ring[i].t.Add(-time.Duration(len(r.ring)-i) * 5 * time.Second)
+	}
+	f.procs[700].rssPages = 450 << 20 / int64(os.Getpagesize())
+	f.avail = 3
+	step(30) // onset: memory
+	ons := onsets(t, store.Dir())
+	if len(ons) != 1 {
+		t.Fatalf("%d onsets", len(ons))
+	}
+	var d struct {
+		Verdict correlate.Verdict `json:"verdict"`
+	}
+	if err := json.Unmarshal(ons[0].Data, &d); err != nil {
+		t.Fatal(err)
+	}
+	v := d.Verdict
+	if !strings.HasPrefix(v.Cause, "service etl.service (process leak pid 700") {
+		t.Errorf("cause %q", v.Cause)
+	}
+	if len(v.Top) < 2 || v.Top[0].PID != 700 || v.Top[0].RSSGrowth != 400<<20 || v.Top[1].PID != 600 || v.Top[1].RSSGrowth != 0 {
+		t.Errorf("top: %+v", v.Top)
+	}
+	for _, g := range v.Groups {
+		want := map[string]string{"service etl.service": "caused", "service postgresql.service": "coincident"}[g.Name]
+		if want != "" && g.Verdict != want {
+			t.Errorf("group %s %s, want %s (growth share %.2f, memory share %.2f)", g.Name, g.Verdict, want, g.GrowthShare, g.MemShare)
+		}
+	}
+	if !strings.Contains(v.Summary, "grew 400 MiB") {
+		t.Errorf("summary %q", v.Summary)
+	}
+}

@@ -33,7 +33,11 @@ type ProcUse struct {
 	CPUSec   float64 `json:"cpu_seconds"`
 	CPUShare float64 `json:"cpu_share"`
 	RSSBytes int64   `json:"rss_bytes"`
-	Job      string  `json:"job,omitempty"`
+	// RSSGrowth is how much its resident memory grew from before the
+	// spike (the earliest sample in the window before onset, or 0 for a
+	// process started since) to its peak: what a memory spike ranks by.
+	RSSGrowth int64  `json:"rss_growth_bytes,omitempty"`
+	Job       string `json:"job,omitempty"`
 	// Unit is the systemd service whose cgroup holds the process.
 	Unit string `json:"unit,omitempty"`
 	// Agent marks ec2diag itself: listed, so that its own cost shows, but
@@ -60,13 +64,18 @@ type ProcUse struct {
 // GroupBlame is the verdict on one group of processes people recognise: a
 // service, a container, a login session, a user's service, or a job run.
 type GroupBlame struct {
-	Kind      string  `json:"kind"` // service, container, session, user-service, job
-	Name      string  `json:"name"` // as in a cause: "service etl.service"
-	CPUShare  float64 `json:"cpu_share"`
-	MemShare  float64 `json:"mem_share"`
-	RSSBytes  int64   `json:"rss_bytes"`
-	Processes int     `json:"processes"`
-	Verdict   string  `json:"verdict"` // caused, contributed, coincident
+	Kind     string  `json:"kind"` // service, container, session, user-service, job
+	Name     string  `json:"name"` // as in a cause: "service etl.service"
+	CPUShare float64 `json:"cpu_share"`
+	MemShare float64 `json:"mem_share"`
+	RSSBytes int64   `json:"rss_bytes"`
+	// RSSGrowth sums its processes' growth; GrowthShare is its part of
+	// the growth of all top processes, the share a memory spike's
+	// verdict uses when memory grew (MinGrowth).
+	RSSGrowth   int64   `json:"rss_growth_bytes,omitempty"`
+	GrowthShare float64 `json:"growth_share,omitempty"`
+	Processes   int     `json:"processes"`
+	Verdict     string  `json:"verdict"` // caused, contributed, coincident
 }
 
 // Blame is the verdict on one job run.
@@ -109,8 +118,15 @@ func Decide(onset time.Time, window time.Duration, runs []RunUse, procs []ProcUs
 		v.Top = append(v.Top, p)
 	}
 	sort.SliceStable(v.Top, func(i, j int) bool {
-		if byMemory && v.Top[i].RSSBytes != v.Top[j].RSSBytes {
-			return v.Top[i].RSSBytes > v.Top[j].RSSBytes
+		if byMemory {
+			// What grew, then what is big: a database's steady buffers
+			// are big but are not what ate the memory.
+			if gi, gj := growth(v.Top[i]), growth(v.Top[j]); gi != gj {
+				return gi > gj
+			}
+			if v.Top[i].RSSBytes != v.Top[j].RSSBytes {
+				return v.Top[i].RSSBytes > v.Top[j].RSSBytes
+			}
 		}
 		return v.Top[i].CPUSec > v.Top[j].CPUSec
 	})
@@ -199,7 +215,11 @@ func Decide(onset time.Time, window time.Duration, runs []RunUse, procs []ProcUs
 	if suspect >= 0 {
 		p := v.Top[suspect]
 		if byMemory {
-			parts = append(parts, fmt.Sprintf("%s pid %d held %d MiB and used %.0f%% of the CPU", p.Comm, p.PID, p.RSSBytes>>20, 100*p.CPUShare))
+			grew := ""
+			if growth(p) > 0 {
+				grew = fmt.Sprintf(" (grew %d MiB)", p.RSSGrowth>>20)
+			}
+			parts = append(parts, fmt.Sprintf("%s pid %d held %d MiB%s and used %.0f%% of the CPU", p.Comm, p.PID, p.RSSBytes>>20, grew, 100*p.CPUShare))
 		} else {
 			parts = append(parts, fmt.Sprintf("%s pid %d used %.0f%% of the CPU", p.Comm, p.PID, 100*p.CPUShare))
 		}
@@ -240,16 +260,29 @@ func groups(top []ProcUse, memTotal int64, byMemory bool) []GroupBlame {
 		g := &out[i]
 		g.CPUShare += p.CPUShare
 		g.RSSBytes += p.RSSBytes
+		g.RSSGrowth += p.RSSGrowth
 		g.Processes++
+	}
+	var grown int64
+	for _, p := range top {
+		if !p.Agent {
+			grown += p.RSSGrowth
+		}
 	}
 	for i := range out {
 		g := &out[i]
 		if memTotal > 0 {
 			g.MemShare = float64(g.RSSBytes) / float64(memTotal)
 		}
+		if grown > 0 {
+			g.GrowthShare = float64(g.RSSGrowth) / float64(grown)
+		}
 		share := g.CPUShare
 		if byMemory {
 			share = g.MemShare
+			if grown >= MinGrowth {
+				share = g.GrowthShare
+			}
 		}
 		switch {
 		case share >= 0.5:
@@ -262,9 +295,24 @@ func groups(top []ProcUse, memTotal int64, byMemory bool) []GroupBlame {
 	}
 	sort.SliceStable(out, func(i, j int) bool {
 		if byMemory {
+			if grown >= MinGrowth && out[i].GrowthShare != out[j].GrowthShare {
+				return out[i].GrowthShare > out[j].GrowthShare
+			}
 			return out[i].MemShare > out[j].MemShare
 		}
 		return out[i].CPUShare > out[j].CPUShare
 	})
 	return out
+}
+
+// MinGrowth is the least growth that ranks a memory spike: below it, page
+// cache and allocator noise would reorder processes that did not grow, and
+// resident memory alone decides.
+const MinGrowth = 16 << 20
+
+func growth(p ProcUse) int64 {
+	if p.RSSGrowth < MinGrowth {
+		return 0
+	}
+	return p.RSSGrowth
 }

@@ -24,6 +24,7 @@ func TestDecide(t *testing.T) {
 		verdicts map[string]string // job -> verdict; jobs not listed must be absent
 		summary  []string          // substrings of the summary
 		byMemory bool
+		groups   map[string]string // group -> verdict, where given
 	}{
 		{
 			// The incident this agent exists for: the stock sysstat cron line
@@ -118,6 +119,18 @@ func TestDecide(t *testing.T) {
 			summary: []string{"python3 pid 11 held 900 MiB"},
 		},
 		{
+			// A database's steady buffers are the biggest, but the leaker
+			// is what ate the memory.
+			name: "a memory spike ranks what grew before what is big",
+			procs: []ProcUse{{PID: 20, Comm: "postgres", CPUSec: 2, RSSBytes: 2048 * mib, Unit: "postgresql.service"},
+				{PID: 21, Comm: "leak", CPUSec: 1, RSSBytes: 1024 * mib, RSSGrowth: 900 * mib, Unit: "etl.service"},
+				{PID: 22, Comm: "bash", CPUSec: 1, RSSBytes: 3072 * mib, RSSGrowth: 4 * mib}},
+			total: 4, memTotal: 6144 * mib, byMemory: true,
+			cause:   "service etl.service (process leak pid 21)",
+			summary: []string{"leak pid 21 held 1024 MiB (grew 900 MiB)"},
+			groups:  map[string]string{"service postgresql.service": "coincident", "service etl.service": "caused"},
+		},
+		{
 			name:     "a run that started after onset was not active at onset, whatever the sampler said",
 			runs:     []RunUse{{Job: "sa1", Start: onset.Add(time.Second), Active: true, CPUSec: 0.01}},
 			total:    10,
@@ -151,6 +164,20 @@ func TestDecide(t *testing.T) {
 			}
 			if fmt.Sprint(got) != fmt.Sprint(c.verdicts) && !(len(got) == 0 && len(c.verdicts) == 0) {
 				t.Errorf("verdicts %v, want %v", got, c.verdicts)
+			}
+			for name, want := range c.groups {
+				found := false
+				for _, g := range v.Groups {
+					if g.Name == name {
+						found = true
+						if g.Verdict != want {
+							t.Errorf("group %s: %s, want %s (%+v)", name, g.Verdict, want, v.Groups)
+						}
+					}
+				}
+				if !found {
+					t.Errorf("no group %s in %+v", name, v.Groups)
+				}
 			}
 			for _, s := range c.summary {
 				if !strings.Contains(v.Summary, s) {
