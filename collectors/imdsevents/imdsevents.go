@@ -86,24 +86,24 @@ func (c *Collector) Run(ctx context.Context, e collectors.Emitter) error {
 // Poll reads the three paths once.
 func (c *Collector) Poll(ctx context.Context) ([]Notice, map[string]float64, error) {
 	var out []Notice
-	m := map[string]float64{"spot_interruption": 0, "rebalance_recommendation": 0, "scheduled_events": 0}
+	m := map[string]float64{}
 	var firstErr error
 	keep := func(err error) {
 		if firstErr == nil {
 			firstErr = err
 		}
 	}
-	// A path that could not be read has no figure: a 0 there would say
-	// "no notice" when the truth is "not known" (and a poll cut short by
-	// shutdown would end the series on a false 0).
+	// A path gets a figure only once it answered: a 0 for one that could
+	// not be read would say "no notice" when the truth is "not known" (and
+	// a poll cut short by shutdown would end the series on a false 0).
 	if v, ok, err := c.Get(ctx, "spot/instance-action"); err != nil {
 		keep(err)
-		delete(m, "spot_interruption")
-	} else if ok {
+	} else if !ok {
+		m["spot_interruption"] = 0
+	} else {
 		var ia struct{ Action, Time string }
 		if err := json.Unmarshal([]byte(v), &ia); err != nil {
 			keep(fmt.Errorf("spot/instance-action is not the documented JSON: %w", err))
-			delete(m, "spot_interruption")
 		} else {
 			m["spot_interruption"] = 1
 			// The path answers only when a notice exists, so even an answer
@@ -118,12 +118,12 @@ func (c *Collector) Poll(ctx context.Context) ([]Notice, map[string]float64, err
 	}
 	if v, ok, err := c.Get(ctx, "events/recommendations/rebalance"); err != nil {
 		keep(err)
-		delete(m, "rebalance_recommendation")
-	} else if ok {
+	} else if !ok {
+		m["rebalance_recommendation"] = 0
+	} else {
 		var rb struct{ NoticeTime string }
 		if err := json.Unmarshal([]byte(v), &rb); err != nil {
 			keep(fmt.Errorf("events/recommendations/rebalance is not the documented JSON: %w", err))
-			delete(m, "rebalance_recommendation")
 		} else {
 			m["rebalance_recommendation"] = 1
 			out = append(out, Notice{Kind: "rebalance_recommendation", Deadline: rb.NoticeTime,
@@ -132,12 +132,14 @@ func (c *Collector) Poll(ctx context.Context) ([]Notice, map[string]float64, err
 	}
 	if v, ok, err := c.Get(ctx, "events/maintenance/scheduled"); err != nil {
 		keep(err)
-		delete(m, "scheduled_events")
-	} else if ok && strings.TrimSpace(v) != "" {
+	} else if !ok || strings.TrimSpace(v) == "" {
+		m["scheduled_events"] = 0
+	} else {
 		var evs []struct{ Code, Description, EventId, NotBefore, NotAfter, NotBeforeDeadline, State string }
 		if err := json.Unmarshal([]byte(v), &evs); err != nil {
 			keep(fmt.Errorf("events/maintenance/scheduled is not the documented JSON: %w", err))
-			delete(m, "scheduled_events")
+		} else {
+			m["scheduled_events"] = 0
 		}
 		for _, ev := range evs {
 			if ev.State != "" && ev.State != "active" {

@@ -238,10 +238,14 @@ func Decide(onset time.Time, window time.Duration, runs []RunUse, procs []ProcUs
 func groups(top []ProcUse, memTotal int64, byMemory bool) []GroupBlame {
 	idx := map[string]int{}
 	var out []GroupBlame
+	// grown counts every non-agent process, grouped or not, so a group's
+	// growth share is of all that grew, not only of what had a group.
+	var grown int64
 	for _, p := range top {
 		if p.Agent {
 			continue
 		}
+		grown += p.RSSGrowth
 		kind, name := p.GroupKind, p.Group
 		switch {
 		case p.Job != "":
@@ -262,12 +266,6 @@ func groups(top []ProcUse, memTotal int64, byMemory bool) []GroupBlame {
 		g.RSSBytes += p.RSSBytes
 		g.RSSGrowth += p.RSSGrowth
 		g.Processes++
-	}
-	var grown int64
-	for _, p := range top {
-		if !p.Agent {
-			grown += p.RSSGrowth
-		}
 	}
 	for i := range out {
 		g := &out[i]
