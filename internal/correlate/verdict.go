@@ -183,7 +183,25 @@ func Decide(onset time.Time, window time.Duration, runs []RunUse, procs []ProcUs
 			break
 		}
 	}
-	v.Groups = groups(v.Top, memTotal, byMemory)
+	var grown int64
+	v.Groups, grown = groups(v.Top, memTotal, byMemory)
+	// Ten python3 processes of one service outweigh the single yes that
+	// used more than any one of them: when the leading group's share is
+	// larger than the busiest process's own, the cause is that group, named
+	// by its own busiest process.
+	lead := ""
+	if suspect >= 0 && len(v.Groups) > 0 {
+		g, p := v.Groups[0], v.Top[suspect]
+		if rankShare(g.CPUShare, g.RSSBytes, g.RSSGrowth, memTotal, grown, byMemory) >
+			rankShare(p.CPUShare, p.RSSBytes, p.RSSGrowth, memTotal, grown, byMemory) {
+			for i, q := range v.Top {
+				if _, name, ok := groupOf(q); ok && !q.Agent && name == g.Name {
+					suspect, lead = i, name
+					break
+				}
+			}
+		}
+	}
 	if len(v.Jobs) > 0 && v.Jobs[0].Verdict == "caused" {
 		v.Cause = "job " + v.Jobs[0].Job
 	} else if suspect >= 0 {
@@ -212,6 +230,18 @@ func Decide(onset time.Time, window time.Duration, runs []RunUse, procs []ProcUs
 	for _, b := range v.Jobs {
 		parts = append(parts, b.Reason)
 	}
+	if lead != "" && v.Groups[0].Processes > 1 {
+		g := v.Groups[0]
+		if byMemory {
+			grew := ""
+			if grown >= MinGrowth {
+				grew = fmt.Sprintf(" (grew %d MiB)", g.RSSGrowth>>20)
+			}
+			parts = append(parts, fmt.Sprintf("%s held %d MiB%s in %d processes", g.Name, g.RSSBytes>>20, grew, g.Processes))
+		} else {
+			parts = append(parts, fmt.Sprintf("%s used %.0f%% of the CPU in %d processes", g.Name, 100*g.CPUShare, g.Processes))
+		}
+	}
 	if suspect >= 0 {
 		p := v.Top[suspect]
 		if byMemory {
@@ -232,10 +262,25 @@ func Decide(onset time.Time, window time.Duration, runs []RunUse, procs []ProcUs
 	return v
 }
 
+// groupOf is the group a process is blamed with: its job run, else the
+// group of its cgroup; a system process or one in no group has none.
+func groupOf(p ProcUse) (kind, name string, ok bool) {
+	kind, name = p.GroupKind, p.Group
+	switch {
+	case p.Job != "":
+		return "job", "job " + p.Job, true
+	case kind == "" && p.Unit != "":
+		return "service", "service " + p.Unit, true
+	case kind == "" || kind == "system":
+		return "", "", false
+	}
+	return kind, name, true
+}
+
 // groups sums the top processes by what they belong to: a job run, else
 // the group of their cgroup (a service, container, session), else the
 // process alone is no group. The agent is left out.
-func groups(top []ProcUse, memTotal int64, byMemory bool) []GroupBlame {
+func groups(top []ProcUse, memTotal int64, byMemory bool) ([]GroupBlame, int64) {
 	idx := map[string]int{}
 	var out []GroupBlame
 	// grown counts every non-agent process, grouped or not, so a group's
@@ -246,13 +291,8 @@ func groups(top []ProcUse, memTotal int64, byMemory bool) []GroupBlame {
 			continue
 		}
 		grown += p.RSSGrowth
-		kind, name := p.GroupKind, p.Group
-		switch {
-		case p.Job != "":
-			kind, name = "job", "job "+p.Job
-		case kind == "" && p.Unit != "":
-			kind, name = "service", "service "+p.Unit
-		case kind == "" || kind == "system":
+		kind, name, ok := groupOf(p)
+		if !ok {
 			continue
 		}
 		i, ok := idx[name]
@@ -275,14 +315,7 @@ func groups(top []ProcUse, memTotal int64, byMemory bool) []GroupBlame {
 		if grown > 0 {
 			g.GrowthShare = float64(g.RSSGrowth) / float64(grown)
 		}
-		share := g.CPUShare
-		if byMemory {
-			share = g.MemShare
-			if grown >= MinGrowth {
-				share = g.GrowthShare
-			}
-		}
-		switch {
+		switch share := rankShare(g.CPUShare, g.RSSBytes, g.RSSGrowth, memTotal, grown, byMemory); {
 		case share >= 0.5:
 			g.Verdict = "caused"
 		case share >= 0.1:
@@ -300,7 +333,22 @@ func groups(top []ProcUse, memTotal int64, byMemory bool) []GroupBlame {
 		}
 		return out[i].CPUShare > out[j].CPUShare
 	})
-	return out
+	return out, grown
+}
+
+// rankShare is the share a spike is judged by: of the CPU, else of the
+// growth of all top processes when memory grew (MinGrowth), else of their
+// resident memory.
+func rankShare(cpu float64, rss, grew, memTotal, grown int64, byMemory bool) float64 {
+	switch {
+	case !byMemory:
+		return cpu
+	case grown >= MinGrowth:
+		return float64(grew) / float64(grown)
+	case memTotal > 0:
+		return float64(rss) / float64(memTotal)
+	}
+	return 0
 }
 
 // MinGrowth is the least growth that ranks a memory spike: below it, page

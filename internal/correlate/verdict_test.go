@@ -131,6 +131,39 @@ func TestDecide(t *testing.T) {
 			groups:  map[string]string{"service postgresql.service": "coincident", "service etl.service": "caused"},
 		},
 		{
+			// The recorded report's incident: a session's yes used more
+			// than either of the service's burners, but the service used
+			// twice what the session did.
+			name: "a group whose processes together outweigh the busiest one is the cause",
+			procs: []ProcUse{{PID: 95, Comm: "yes", CPUSec: 24.6, Group: "session of ubuntu from 10.0.0.5", GroupKind: "session", Login: "10.0.0.5"},
+				{PID: 94, Comm: "python3", CPUSec: 23.6, Unit: "etl.service"}, {PID: 93, Comm: "python3", CPUSec: 23.5, Unit: "etl.service"}},
+			total:   71.7,
+			cause:   "service etl.service (process python3 pid 94)",
+			summary: []string{"service etl.service used 66% of the CPU in 2 processes", "python3 pid 94 used 33% of the CPU"},
+			groups:  map[string]string{"service etl.service": "caused", "session of ubuntu from 10.0.0.5": "contributed"},
+		},
+		{
+			// The other way round: one process outside any group used more
+			// than a whole service did, and it stays the suspect.
+			name: "a process that outweighs the leading group stays the cause",
+			procs: []ProcUse{{PID: 7, Comm: "hog", CPUSec: 60},
+				{PID: 94, Comm: "python3", CPUSec: 20, Unit: "etl.service"}, {PID: 93, Comm: "python3", CPUSec: 20, Unit: "etl.service"}},
+			total:   100,
+			cause:   "process hog (pid 7)",
+			summary: []string{"hog pid 7 used 60% of the CPU"},
+			groups:  map[string]string{"service etl.service": "contributed"},
+		},
+		{
+			name: "a memory spike's leading group is named by what grew",
+			procs: []ProcUse{{PID: 30, Comm: "java", CPUSec: 5, RSSBytes: 700 * mib, RSSGrowth: 600 * mib},
+				{PID: 31, Comm: "worker", CPUSec: 1, RSSBytes: 500 * mib, RSSGrowth: 450 * mib, Unit: "etl.service"},
+				{PID: 32, Comm: "worker", CPUSec: 1, RSSBytes: 500 * mib, RSSGrowth: 440 * mib, Unit: "etl.service"}},
+			total: 7, memTotal: 1700 * mib, byMemory: true,
+			cause:   "service etl.service (process worker pid 31)",
+			summary: []string{"service etl.service held 1000 MiB (grew 890 MiB) in 2 processes", "worker pid 31 held 500 MiB (grew 450 MiB)"},
+			groups:  map[string]string{"service etl.service": "caused"},
+		},
+		{
 			name:     "a run that started after onset was not active at onset, whatever the sampler said",
 			runs:     []RunUse{{Job: "sa1", Start: onset.Add(time.Second), Active: true, CPUSec: 0.01}},
 			total:    10,
