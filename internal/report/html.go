@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ec2diag/ec2diag/internal/correlate"
 	"github.com/ec2diag/ec2diag/internal/incident"
 )
 
@@ -66,6 +67,8 @@ type page struct {
 	Loc      *time.Location
 	Events   []string
 	TimeZone string
+	Top      []correlate.ProcUse
+	Rest     string // the top processes not shown in full, in one line
 }
 
 // HTML writes the self-contained page. Times are in loc.
@@ -82,6 +85,11 @@ func (r *Report) HTML(w io.Writer, loc *time.Location) error {
 		p.Ended = fmt.Sprintf("NEVER: %s. Last record %s, %s after onset.", r.Unfinished, ts(r.Last), r.Duration().Round(time.Second))
 	default:
 		p.Ended = fmt.Sprintf("not yet (%s so far)", r.Duration().Round(time.Second))
+	}
+	var rest []correlate.ProcUse
+	p.Top, rest = r.ShownTop()
+	if len(rest) > 0 {
+		p.Rest = restLine(rest)
 	}
 	if k := r.Kernel; k != nil {
 		p.Kernel = fmt.Sprintf("since onset: %d OOM kills, %d major page faults, %d allocation stalls", k.OOMKills, k.MajorFaults, k.AllocStalls)
@@ -214,8 +222,14 @@ func tickStep(d time.Duration) time.Duration {
 }
 
 var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
-	"pct":   func(f float64) string { return fmt.Sprintf("%.0f%%", 100*f) },
-	"mib":   func(b int64) string { return fmt.Sprintf("%d MiB", b>>20) },
+	"pct": func(f float64) string { return fmt.Sprintf("%.0f%%", 100*f) },
+	"mib": func(b int64) string { return fmt.Sprintf("%d MiB", b>>20) },
+	"grew": func(b int64) string {
+		if b>>20 == 0 {
+			return ""
+		}
+		return fmt.Sprintf(" (grew %d MiB)", b>>20)
+	},
 	"hms":   func(loc *time.Location, t time.Time) string { return t.In(loc).Format("15:04:05") },
 	"f1":    func(f float64) string { return fmt.Sprintf("%.1f", f) },
 	"join":  strings.Join,
@@ -259,7 +273,7 @@ svg text{font:11px sans-serif;fill:#444}.grid{stroke:#eee}.axis{stroke:#999}
 {{end}}{{end}}
 {{with .R.Verdict.Groups}}<h2>Groups</h2>
 <table><tr><th>verdict</th><th>group</th><th>CPU</th><th>memory</th><th>RSS</th><th>processes</th></tr>
-{{range .}}<tr><td class="{{.Verdict}}">{{.Verdict}}</td><td>{{.Name}}</td><td>{{pct .CPUShare}}</td><td>{{pct .MemShare}}</td><td>{{mib .RSSBytes}}</td><td>{{.Processes}}</td></tr>
+{{range .}}<tr><td class="{{.Verdict}}">{{.Verdict}}</td><td>{{.Name}}</td><td>{{pct .CPUShare}}</td><td>{{pct .MemShare}}</td><td>{{mib .RSSBytes}}{{grew .RSSGrowth}}</td><td>{{.Processes}}</td></tr>
 {{end}}</table>{{end}}
 {{with .R.Runs}}<h2>Job runs</h2>
 <table><tr><th>job</th><th>pid</th><th>started</th><th>ended</th><th>verdict</th><th>why</th></tr>
@@ -267,10 +281,10 @@ svg text{font:11px sans-serif;fill:#444}.grid{stroke:#eee}.axis{stroke:#999}
 {{end}}</table>{{end}}
 {{with .Events}}<h2>Kernel events</h2>
 <ul>{{range .}}<li>{{.}}</li>{{end}}</ul>{{end}}
-{{with .R.Verdict.Top}}<h2>Top processes</h2>
+{{with .Top}}<h2>Top processes</h2>
 <table><tr><th>pid</th><th>name</th><th>CPU</th><th>RSS</th><th>user</th><th>group</th><th>command</th></tr>
-{{range .}}<tr><td>{{.PID}}</td><td>{{.Comm}}</td><td>{{pct .CPUShare}} ({{f1 .CPUSec}} s)</td><td>{{mib .RSSBytes}}</td><td>{{.User}}</td><td>{{group .Group .Job .Unit}}{{if .Agent}} (ec2diag itself){{end}}</td><td><code>{{.Cmdline}}</code>{{with .Parents}}<br><small>parents: {{join . " < "}}</small>{{end}}{{with .Cgroup}}<br><small>cgroup {{.}}</small>{{end}}</td></tr>
-{{end}}</table>{{end}}
+{{range .}}<tr><td>{{.PID}}</td><td>{{.Comm}}</td><td>{{pct .CPUShare}} ({{f1 .CPUSec}} s)</td><td>{{mib .RSSBytes}}{{grew .RSSGrowth}}</td><td>{{.User}}</td><td>{{group .Group .Job .Unit}}{{if .Agent}} (ec2diag itself){{end}}</td><td><code>{{.Cmdline}}</code>{{with .Parents}}<br><small>parents: {{join . " < "}}</small>{{end}}{{with .Cgroup}}<br><small>cgroup {{.}}</small>{{end}}</td></tr>
+{{end}}</table>{{with $.Rest}}<p>And {{.}}</p>{{end}}{{end}}
 <p><small>Written by ec2diag from the evidence store; <code>ec2diag incidents show {{.R.ID}} --format json</code> prints its records.</small></p>
 </body></html>
 `))

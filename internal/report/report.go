@@ -207,3 +207,25 @@ func (r *Report) Duration() time.Duration {
 	}
 	return end.Sub(r.Onset)
 }
+
+// Split of the top processes: the first few of the spike's own ranking
+// (CPU, or growth then memory in a memory spike) are always printed in
+// full, and so is any other process with a visible part in it.
+const (
+	alwaysShown = 3
+	minCPUShare = 0.01
+)
+
+// ShownTop splits the verdict's top processes into those a report prints
+// in full and the rest it names in one line. Ten idle shells and sleeps
+// printed like the hog bury it; the JSON records keep every one.
+func (r *Report) ShownTop() (shown, rest []correlate.ProcUse) {
+	for i, p := range r.Verdict.Top {
+		if i < alwaysShown || p.CPUShare >= minCPUShare || p.RSSGrowth >= correlate.MinGrowth {
+			shown = append(shown, p)
+		} else {
+			rest = append(rest, p)
+		}
+	}
+	return shown, rest
+}

@@ -6,10 +6,12 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ec2diag/ec2diag/internal/correlate"
 	"github.com/ec2diag/ec2diag/internal/incident"
 )
 
@@ -136,6 +138,14 @@ func TestTextReportSaysWhatHappened(t *testing.T) {
 		"!! hung task: jbd2/nvme0n1p1-8 (pid 312)",
 		"      group    session of ubuntu from 10.0.0.5",
 		"      cgroup   /system.slice/etl.service",
+		// The service's three processes outweigh the session's yes.
+		"service etl.service used 66% of the CPU in 3 processes",
+		// Its parent wrote 96 MiB after it started: the growth shows.
+		"rss 110 MiB (grew ",
+		"grew   1",
+		// The idle rest in one line, the agent among them.
+		"more, each under 1% of the CPU and grown less than 16 MiB: ",
+		"ec2diag(",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("the report lacks %q:\n%s", want, s)
@@ -143,6 +153,9 @@ func TestTextReportSaysWhatHappened(t *testing.T) {
 	}
 	if strings.Contains(s, "hunter2") {
 		t.Error("the secret is in the report")
+	}
+	if strings.Contains(s, "  pid 1 ") || strings.Contains(s, "command  sleep") {
+		t.Error("an idle process is printed in full")
 	}
 	if len(r.Samples) < 30 {
 		t.Errorf("%d samples in the timeline; the recording holds more", len(r.Samples))
@@ -167,15 +180,16 @@ func TestReportEscapesOutsideText(t *testing.T) {
 	r.Verdict.Cause = "process evil\n<0>PANIC </td><script>alert(1)</script>"
 	r.Verdict.Top[0].Cmdline = "x\x1b[2J"
 	r.Events = append(r.Events, incident.Event{Time: r.Onset, Type: "oom_kill", Comm: "a\nb"})
+	r.Verdict.Top[len(r.Verdict.Top)-1].Comm = "idle\n<b>x"
 	var tb, hb bytes.Buffer
 	r.Text(&tb, time.UTC)
-	if strings.Contains(tb.String(), "evil\n") || strings.Contains(tb.String(), "\x1b") || strings.Contains(tb.String(), "a\nb") {
+	if strings.Contains(tb.String(), "evil\n") || strings.Contains(tb.String(), "\x1b") || strings.Contains(tb.String(), "a\nb") || strings.Contains(tb.String(), "idle\n") {
 		t.Errorf("control bytes reached the text report")
 	}
 	if err := r.HTML(&hb, time.UTC); err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(hb.String(), "<script>") {
+	if strings.Contains(hb.String(), "<script>") || strings.Contains(hb.String(), "<b>x") {
 		t.Error("markup from a record reached the page")
 	}
 }
@@ -203,6 +217,29 @@ func TestHTMLReportGolden(t *testing.T) {
 	}
 	if strings.Contains(s, "hunter2") {
 		t.Error("the secret is in the page")
+	}
+}
+
+func TestShownTopKeepsWhatMatters(t *testing.T) {
+	r := &Report{Verdict: correlate.Verdict{Top: []correlate.ProcUse{
+		{PID: 1, CPUShare: 0.9}, {PID: 2, CPUShare: 0.05}, {PID: 3}, // the ranking's first three
+		{PID: 4, CPUShare: 0.01},                      // a visible part
+		{PID: 5, RSSGrowth: correlate.MinGrowth},      // grew
+		{PID: 6, CPUShare: 0.009, RSSGrowth: 1 << 20}, // neither
+		{PID: 7},
+	}}}
+	shown, rest := r.ShownTop()
+	pids := func(ps []correlate.ProcUse) (out []int) {
+		for _, p := range ps {
+			out = append(out, p.PID)
+		}
+		return out
+	}
+	if got := pids(shown); !slices.Equal(got, []int{1, 2, 3, 4, 5}) {
+		t.Errorf("shown %v", got)
+	}
+	if got := pids(rest); !slices.Equal(got, []int{6, 7}) {
+		t.Errorf("rest %v", got)
 	}
 }
 

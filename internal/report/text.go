@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ec2diag/ec2diag/internal/correlate"
 	"github.com/ec2diag/ec2diag/internal/escape"
 	"github.com/ec2diag/ec2diag/internal/incident"
 )
@@ -63,9 +64,19 @@ func (r *Report) Text(out io.Writer, loc *time.Location) error {
 	}
 	if len(v.Groups) > 0 {
 		fmt.Fprintln(w, "  groups (share of the spike's CPU and of the top processes' memory):")
+		grew := false
 		for _, g := range v.Groups {
-			fmt.Fprintf(w, "    %-11s %-40s cpu %3.0f%%  mem %3.0f%%  %5d MiB  %d process%s\n", g.Verdict, e(g.Name),
-				100*g.CPUShare, 100*g.MemShare, g.RSSBytes>>20, g.Processes, plural(g.Processes, "es"))
+			grew = grew || g.RSSGrowth>>20 > 0
+		}
+		for _, g := range v.Groups {
+			growth := ""
+			if grew {
+				// A column only when some group grew: a CPU spike's
+				// report keeps its width.
+				growth = fmt.Sprintf("  grew %5d MiB", g.RSSGrowth>>20)
+			}
+			fmt.Fprintf(w, "    %-11s %-40s cpu %3.0f%%  mem %3.0f%%  %5d MiB%s  %d process%s\n", g.Verdict, e(g.Name),
+				100*g.CPUShare, 100*g.MemShare, g.RSSBytes>>20, growth, g.Processes, plural(g.Processes, "es"))
 		}
 	}
 	if len(v.Jobs) > 0 {
@@ -79,14 +90,18 @@ func (r *Report) Text(out io.Writer, loc *time.Location) error {
 
 	r.timeline(w, loc)
 
-	if len(v.Top) > 0 {
+	shown, rest := r.ShownTop()
+	if len(shown) > 0 {
 		fmt.Fprintln(w, "Top processes")
-		for _, p := range v.Top {
+		for _, p := range shown {
 			who := p.User
 			if who == "" && p.UID != nil {
 				who = fmt.Sprintf("uid %d", *p.UID)
 			}
 			fmt.Fprintf(w, "  pid %-7d %-16s cpu %3.0f%% (%.1f s)  rss %d MiB", p.PID, e(p.Comm), 100*p.CPUShare, p.CPUSec, p.RSSBytes>>20)
+			if g := p.RSSGrowth >> 20; g > 0 {
+				fmt.Fprintf(w, " (grew %d MiB)", g)
+			}
 			if who != "" {
 				fmt.Fprintf(w, "  user %s", e(who))
 			}
@@ -113,6 +128,9 @@ func (r *Report) Text(out io.Writer, loc *time.Location) error {
 			if !p.Started.IsZero() {
 				fmt.Fprintf(w, "      started  %s\n", ts(p.Started))
 			}
+		}
+		if len(rest) > 0 {
+			fmt.Fprintf(w, "  and %s\n", e(restLine(rest)))
 		}
 	}
 	return w.Flush()
@@ -287,6 +305,16 @@ func orNone(s string) string {
 		return "(none found)"
 	}
 	return s
+}
+
+// restLine names the processes a report does not print in full.
+func restLine(rest []correlate.ProcUse) string {
+	names := make([]string, len(rest))
+	for i, p := range rest {
+		names[i] = fmt.Sprintf("%s(%d)", p.Comm, p.PID)
+	}
+	return fmt.Sprintf("%d more, each under %.0f%% of the CPU and grown less than %d MiB: %s",
+		len(rest), 100*minCPUShare, correlate.MinGrowth>>20, strings.Join(names, ", "))
 }
 
 func plural(n int, suffix string) string {

@@ -33,6 +33,7 @@ syslog:
   files: [$work/syslog, $work/auth.log]
 spikes:
   snapshot_every: 10s
+  boot_grace: 0s # a machine booted minutes ago still records the spike
 jobs:
   cron_parents: [cron, bash, record.sh]
 CFG
@@ -43,9 +44,10 @@ AWS_EC2_METADATA_DISABLED=true "$work/ec2diag" run --config "$work/config.yaml" 
 agent=$!
 sleep 20 # calm samples before onset
 
-# A service: two python3 burners in etl.service, a secret on the command line.
+# A service: two python3 burners in etl.service, a secret on the command line,
+# and their parent holding 96 MiB it wrote (so the report shows growth).
 mkdir -p "$work/opt/etl"
-printf 'import multiprocessing, time\ndef burn():\n    while True: pass\nif __name__ == "__main__":\n    for _ in range(2): multiprocessing.Process(target=burn).start()\n    time.sleep(3600)\n' > "$work/opt/etl/run.py"
+printf 'import multiprocessing, time\ndef burn():\n    while True: pass\nif __name__ == "__main__":\n    for _ in range(2): multiprocessing.Process(target=burn).start()\n    hoard = b"x" * (96 << 20)\n    time.sleep(3600)\n' > "$work/opt/etl/run.py"
 sh -c "echo \$\$ > $svc/cgroup.procs; exec python3 $work/opt/etl/run.py --full --password=hunter2" &
 # A login: "sshd" is a copy of bash; its pid is the one auth.log names.
 cp /bin/bash "$work/sshd"
