@@ -678,3 +678,52 @@ func TestMemorySpikeBlamesWhatGrew(t *testing.T) {
 		t.Errorf("summary %q", v.Summary)
 	}
 }
+
+// Cron logs CMD just before the job's process calls setsid(): a line read
+// in between names a child of cron that is not yet a session leader. That
+// run is checked again at the next scans, not refuted (on the emulated
+// VM the thrash job lost its processes so), and one whose process never
+// becomes a leader (cron's intermediate child, named by a forged line) is
+// refuted in the end.
+func TestCronLineReadBeforeSetsidIsCheckedAgain(t *testing.T) {
+	f := newFakeProc(t, time.Hour)
+	f.add(1, 0, 1, "systemd", "/init.scope", 0, 10)
+	f.add(650, 1, 650, "cron", "/system.slice/cron.service", 0, 1)
+	f.addJob(700, 650, "cron", 0)
+	f.procs[700].sid = 650 // forked, logged CMD, not yet setsid()
+	f.addJob(710, 650, "cron", 0)
+	f.procs[710].sid = 650 // cron's intermediate child: never a leader
+	f.step(10)
+	r, _, _ := newTestRecorder(t, f, 224)
+	e := &sink{}
+	ctx := context.Background()
+	r.JobStarted("real", "thrash.sh", 700, "", time.Now())
+	r.JobStarted("middle", "backup.sh", 710, "", time.Now())
+	r.sample(ctx, e, false)
+	f.procs[700].sid = 700
+	f.procs[700].comm = "hog"
+	f.procs[700].perTick = 90
+	f.add(720, 700, 700, "hog-worker", "/system.slice/cron.service", 90, 5)
+	for i := 0; i < earlyScans+2; i++ {
+		f.step(95)
+		r.sample(ctx, e, false)
+	}
+	for _, j := range r.sampler.Jobs() {
+		switch j.ID {
+		case "real":
+			if j.Unverified != "" || j.Unchecked != "" || !j.Ended.IsZero() {
+				t.Errorf("the job read before its setsid() was not confirmed: unverified %q, unchecked %q, ended %v", j.Unverified, j.Unchecked, j.Ended)
+			}
+			if j.CPUSec == 0 {
+				t.Errorf("the confirmed job was charged no CPU")
+			}
+		case "middle":
+			if !strings.Contains(j.Unverified, "did not become a session leader") {
+				t.Errorf("cron's intermediate child named by a line: unverified %q, want refuted", j.Unverified)
+			}
+		}
+	}
+	if !strings.Contains(r.verdict.Cause, "thrash.sh") {
+		t.Errorf("cause %q, want the job", r.verdict.Cause)
+	}
+}

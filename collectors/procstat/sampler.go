@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -54,6 +55,11 @@ type JobRun struct {
 	// gone already). Such a run gets no processes either: the session id
 	// of a gone leader may be a daemon's that outlived it.
 	Unchecked string
+	// early counts the scans that found the line's process a child of
+	// cron not yet its own session leader: cron logs CMD just before
+	// setsid(), and a fast reader (or a slow emulated guest) gets there
+	// in between. Such a run gets no processes until it is confirmed.
+	early int
 }
 
 type procState struct {
@@ -145,21 +151,39 @@ func (s *Sampler) AddJob(r *JobRun) bool {
 		return false
 	}
 	if r.PID > 0 {
-		why, refuted := s.Verify(r.PID, r.Start)
-		if refuted {
-			r.Unverified = why
-		} else {
-			r.Unchecked = why
-		}
-		if why != "" {
-			// Ended at once: it holds no processes and must not stay
-			// open for minutes (a flood of forged lines kept them all).
-			r.Ended = r.Start
-			s.Unverified++
-		}
+		s.check(r)
 	}
 	s.jobs = append(s.jobs, r)
 	return true
+}
+
+// earlyScans is how many scans a run's process may take to call setsid()
+// before the line counts as refuted.
+const earlyScans = 3
+
+// check verifies r's line against the process table, again at each scan
+// while its process has not yet called setsid().
+func (s *Sampler) check(r *JobRun) {
+	why, refuted, early := s.Verify(r.PID, r.Start)
+	if early {
+		if r.early++; r.early <= earlyScans {
+			return
+		}
+		why = fmt.Sprintf("pid %d, a child of cron, did not become a session leader", r.PID)
+		refuted = true
+	}
+	r.early = 0
+	if refuted {
+		r.Unverified = why
+	} else {
+		r.Unchecked = why
+	}
+	if why != "" {
+		// Ended at once: it holds no processes and must not stay
+		// open for minutes (a flood of forged lines kept them all).
+		r.Ended = r.Start
+		s.Unverified++
+	}
 }
 
 // Verify checks that pid is what a cron job's log line says it is: alive,
@@ -167,27 +191,27 @@ func (s *Sampler) AddJob(r *JobRun) bool {
 // the line names), and a child of a cron daemon (TrustedParents). It
 // returns "" when it is, else why not; refuted says the process table
 // contradicts the line, rather than the process being gone already (the
-// stock debian-sa1 line on systemd hosts exits within a millisecond).
-func (s *Sampler) Verify(pid int, logged time.Time) (why string, refuted bool) {
+// stock debian-sa1 line on systemd hosts exits within a millisecond);
+// early that it is a child of cron that has not yet called setsid(),
+// which cron does just after logging CMD: a reader can get in between.
+func (s *Sampler) Verify(pid int, logged time.Time) (why string, refuted, early bool) {
 	var p, pp Proc
 	if !s.scanner.ReadOne(pid, &p) {
-		return fmt.Sprintf("pid %d was gone before it could be checked", pid), false
-	}
-	if p.SID != pid {
-		return fmt.Sprintf("pid %d is not a session leader", pid), true
+		return fmt.Sprintf("pid %d was gone before it could be checked", pid), false, false
 	}
 	if st := s.StartTime(p.Start); st.Before(logged.Add(-5*time.Second)) || st.After(logged.Add(5*time.Second)) {
-		return fmt.Sprintf("pid %d started at %s, not with the log line", pid, st.UTC().Format(time.RFC3339)), true
+		return fmt.Sprintf("pid %d started at %s, not with the log line", pid, st.UTC().Format(time.RFC3339)), true, false
 	}
 	if !s.scanner.ReadOne(p.PPID, &pp) {
-		return fmt.Sprintf("the parent of pid %d was gone before it could be checked", pid), false
+		return fmt.Sprintf("the parent of pid %d was gone before it could be checked", pid), false, false
 	}
-	for _, c := range s.TrustedParents {
-		if pp.Comm == c {
-			return "", false
-		}
+	if !slices.Contains(s.TrustedParents, pp.Comm) {
+		return fmt.Sprintf("the parent of pid %d is %q, not a cron daemon", pid, escape.Control(pp.Comm)), true, false
 	}
-	return fmt.Sprintf("the parent of pid %d is %q, not a cron daemon", pid, escape.Control(pp.Comm)), true
+	if p.SID != pid {
+		return "", false, true
+	}
+	return "", false, false
 }
 
 // DefaultTrustedParents are the process names of cron daemons whose
@@ -322,6 +346,11 @@ func (s *Sampler) Tick(now time.Time, out []ProcUse) ([]ProcUse, float64) {
 			anySystemd = true
 		}
 	}
+	for _, r := range s.jobs {
+		if r.early > 0 {
+			s.check(r)
+		}
+	}
 	base := len(out)
 	s.cur = s.cur[:0]
 	s.orphanJob, s.orphanMixed = nil, false
@@ -453,7 +482,7 @@ const creditScans = 3
 // then the cgroup of a systemd unit.
 func (s *Sampler) membership(p *Proc, st *procState, anySystemd bool) *JobRun {
 	for _, r := range s.jobs {
-		if !r.Ended.IsZero() || r.PID == 0 || p.SID != r.PID || r.Unverified != "" || r.Unchecked != "" {
+		if !r.Ended.IsZero() || r.PID == 0 || p.SID != r.PID || r.Unverified != "" || r.Unchecked != "" || r.early > 0 {
 			continue
 		}
 		// Pid reuse guard: the session leader started with the job.
