@@ -1,0 +1,169 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ec2diag/ec2diag/internal/correlate"
+	"github.com/ec2diag/ec2diag/internal/testkit"
+)
+
+// cgroup2 is where this machine mounts the unified hierarchy: /sys/fs/cgroup
+// on a pure v2 host, /sys/fs/cgroup/unified on a hybrid one (this CI's).
+func cgroup2(t *testing.T) string {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		t.Skipf("no mountinfo: %v", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS ... - FSTYPE SOURCE SUPER
+		pre, post, ok := strings.Cut(sc.Text(), " - ")
+		if fs := strings.Fields(pre); ok && len(fs) >= 5 && strings.HasPrefix(post, "cgroup2 ") {
+			return fs[4]
+		}
+	}
+	t.Skip("no cgroup2 hierarchy mounted")
+	return ""
+}
+
+// inCgroup runs argv in a cgroup made under the unified hierarchy at rel
+// (as a container runtime or logind would), as its own session leader,
+// and removes it all when the test ends.
+func inCgroup(t *testing.T, rel string, argv ...string) *exec.Cmd {
+	root := cgroup2(t)
+	dir := filepath.Join(root, rel)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Skipf("cgroup2 is not writable here: %v", err)
+	}
+	// Started stopped (a shell that waits for a line), moved, then let go:
+	// every process it starts is born in the cgroup.
+	c := exec.Command("sh", "-c", "read go; exec "+strings.Join(argv, " "))
+	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	in, _ := c.StdinPipe()
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
+		c.Wait()
+		// Innermost first; a cgroup empties a moment after its last
+		// process is reaped.
+		for d := dir; d != root && strings.HasPrefix(d, root); d = filepath.Dir(d) {
+			for i := 0; i < 50; i++ {
+				if err := os.Remove(d); err == nil || os.IsNotExist(err) {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+	})
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(fmt.Sprint(c.Process.Pid)), 0); err != nil {
+		t.Skipf("cannot move a process into a cgroup here: %v", err)
+	}
+	fmt.Fprintln(in, "go")
+	return c
+}
+
+// topOf waits for an incident listing a process of the session led by
+// sid whose command line is cmdline, and returns it with the incident.
+func (e *spikeEnv) topOf(sid int, cmdline string, timeout time.Duration) (incidentView, correlate.ProcUse) {
+	var got correlate.ProcUse
+	v := e.waitFor("listing "+cmdline, timeout, func(v incidentView) bool {
+		for _, p := range v.Top {
+			if p.Cmdline == cmdline && sessionOf(p.PID) == sid {
+				got = p
+				return true
+			}
+		}
+		return false
+	})
+	return v, got
+}
+
+func sessionOf(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return -1
+	}
+	_, rest, _ := strings.Cut(string(b), ") ")
+	var state string
+	var ppid, pgrp, sid int
+	fmt.Sscan(rest, &state, &ppid, &pgrp, &sid)
+	return sid
+}
+
+// groupNamed finds the group in v's groups.
+func groupNamed(v incidentView, name string) *correlate.GroupBlame {
+	for i := range v.Groups {
+		if v.Groups[i].Name == name {
+			return &v.Groups[i]
+		}
+	}
+	return nil
+}
+
+// A runaway process in a docker-style cgroup (systemd's cgroup driver:
+// docker-<64 hex>.scope) is blamed as the container, with its command
+// line: the real agent, real processes, a real cgroup made by the test.
+// Whether the container is *the* cause depends on what else loads the
+// machine running the test; that it is named as its group, with its
+// share, does not.
+func TestSpikeBlamesTheContainer(t *testing.T) {
+	testkit.RequireRoot(t)
+	id := strings.Repeat("3f2a", 16)
+	e := startSpikeAgent(t)
+	time.Sleep(2 * spikeInterval)
+	c := inCgroup(t, fmt.Sprintf("ec2diag-test-%d.slice/docker-%s.scope", os.Getpid(), id),
+		"sh -c 'yes from-the-container > /dev/null & yes from-the-container > /dev/null & wait'")
+	v, p := e.topOf(c.Process.Pid, "yes from-the-container", 20*time.Second)
+	if p.Group != "container 3f2a3f2a3f2a" || p.GroupKind != "container" {
+		t.Errorf("the container's process is in group %q (%s), cgroup %q", p.Group, p.GroupKind, p.Cgroup)
+	}
+	if !strings.HasSuffix(p.Cgroup, "/docker-"+id+".scope") {
+		t.Errorf("cgroup %q", p.Cgroup)
+	}
+	g := groupNamed(v, "container 3f2a3f2a3f2a")
+	if g == nil || g.Processes < 1 || g.CPUShare <= 0 || g.Verdict == "" {
+		t.Fatalf("groups %+v: no container group with a share", v.Groups)
+	}
+	if g.CPUShare >= 0.5 && !strings.HasPrefix(v.Cause, "container 3f2a3f2a3f2a (process yes pid ") {
+		t.Errorf("the container used %.0f%% of the CPU but the cause is %q", 100*g.CPUShare, v.Cause)
+	}
+	t.Logf("cause %q; container group %s with %.0f%% of the CPU in %d processes", v.Cause, g.Verdict, 100*g.CPUShare, g.Processes)
+}
+
+// A process started from an SSH login is blamed as the session of who
+// logged in from where: the login is sshd's line in the log, tied to the
+// process by the logging pid being its ancestor, as on a real host; the
+// processes sit in a logind-style session scope.
+func TestSpikeBlamesTheSSHSession(t *testing.T) {
+	testkit.RequireRoot(t)
+	e := startSpikeAgent(t)
+	time.Sleep(2 * spikeInterval)
+	// The session leader plays the privileged sshd that logs the login.
+	c := inCgroup(t, fmt.Sprintf("ec2diag-test-%d.slice/user-1000.slice/session-77.scope", os.Getpid()),
+		"sh -c 'yes from-the-session > /dev/null & yes from-the-session > /dev/null & wait'")
+	e.logLine(fmt.Sprintf("sshd[%d]: Accepted publickey for ubuntu from 10.0.0.5 port 50514 ssh2: ED25519 SHA256:x", c.Process.Pid))
+	v, p := e.topOf(c.Process.Pid, "yes from-the-session", 20*time.Second)
+	const name = "session of ubuntu from 10.0.0.5"
+	if p.Group != name || p.Login != "ubuntu@10.0.0.5" {
+		t.Errorf("the session's process: group %q, login %q, cgroup %q", p.Group, p.Login, p.Cgroup)
+	}
+	g := groupNamed(v, name)
+	if g == nil || g.CPUShare <= 0 {
+		t.Fatalf("groups %+v: no session group with a share", v.Groups)
+	}
+	if g.CPUShare >= 0.5 && !strings.HasPrefix(v.Cause, name+" (process yes pid ") {
+		t.Errorf("the session used %.0f%% of the CPU but the cause is %q", 100*g.CPUShare, v.Cause)
+	}
+	t.Logf("cause %q; session group %s with %.0f%% of the CPU", v.Cause, g.Verdict, 100*g.CPUShare)
+}
