@@ -181,11 +181,31 @@ func printIncidents(w io.Writer, vs []incidentView, bad int, format string) erro
 		for _, j := range v.Jobs {
 			fmt.Fprintf(w, "  job %s: %s (%s)\n", e(j.Job), j.Verdict, e(j.Reason))
 		}
+		// The groups first: "service etl.service" is what a reader knows;
+		// its processes follow with the group each belongs to.
+		for i, g := range v.Groups {
+			if i == 3 {
+				break
+			}
+			fmt.Fprintf(w, "  %s: %s, %.0f%% of CPU, %d MiB%s in %d process%s\n", e(g.Name), g.Verdict, 100*g.CPUShare, g.RSSBytes>>20,
+				grewText(g.RSSGrowth), g.Processes, map[bool]string{true: "", false: "es"}[g.Processes == 1])
+		}
 		for i, p := range v.Top {
 			if i == 3 {
 				break
 			}
-			fmt.Fprintf(w, "  process %s pid %d: %.0f%% of CPU, %d MiB\n", e(p.Comm), p.PID, 100*p.CPUShare, p.RSSBytes>>20)
+			of := ""
+			switch {
+			case p.Agent:
+				of = " (ec2diag itself)"
+			case p.Job != "":
+				of = " (job " + e(p.Job) + ")"
+			case p.Group != "" && p.GroupKind != "system":
+				of = " (" + e(p.Group) + ")"
+			case p.Unit != "":
+				of = " (service " + e(p.Unit) + ")"
+			}
+			fmt.Fprintf(w, "  process %s pid %d%s: %.0f%% of CPU, %d MiB%s\n", e(p.Comm), p.PID, of, 100*p.CPUShare, p.RSSBytes>>20, grewText(p.RSSGrowth))
 		}
 		fmt.Fprintf(w, "  id %s (ec2diag incidents show %s)\n\n", v.ID, v.ID)
 	}
@@ -193,6 +213,15 @@ func printIncidents(w io.Writer, vs []incidentView, bad int, format string) erro
 		fmt.Fprintf(w, "%d damaged records skipped (torn by a crash)\n", bad)
 	}
 	return nil
+}
+
+// grewText says how much memory grew, where it grew by what ranks a
+// memory spike (correlate.MinGrowth).
+func grewText(b int64) string {
+	if b < correlate.MinGrowth {
+		return ""
+	}
+	return fmt.Sprintf(" (grew %d MiB)", b>>20)
 }
 
 func newIncidentShowCmd(g *globalFlags) *cobra.Command {
