@@ -23,6 +23,11 @@ for i in $(seq "$N"); do sleep 3600 & pids+=($!); done
 printf "syslog: {source: files, files: [%s]${SYSLOG_OPTS:-}}\nspikes: {console: \"\"}\n${EXTRA_CONFIG:-}" "$dir/syslog" > "$dir/c.yaml"
 AWS_EC2_METADATA_DISABLED=true "$dir/ec2diag" run --config "$dir/c.yaml" --state-dir "$dir/st" 2>"$dir/agent.log" &
 AG=$!; pids+=($AG)
+# The same agent without the start-up page trim (memory_trim: false), in
+# the same run: the baseline its RSS is reported against.
+{ cat "$dir/c.yaml"; printf 'memory_trim: false\n'; } > "$dir/c0.yaml"
+AWS_EC2_METADATA_DISABLED=true "$dir/ec2diag" run --config "$dir/c0.yaml" --state-dir "$dir/st0" 2>"$dir/agent0.log" &
+A0=$!; pids+=($A0)
 "$dir/node_exporter" --web.listen-address=127.0.0.1:19100 >/dev/null 2>&1 &
 NE=$!; pids+=($NE)
 ( while sleep 15; do curl -s -o /dev/null http://127.0.0.1:19100/metrics || true; done ) &
@@ -38,7 +43,8 @@ sleep "$DURATION"
 a1=$(ticks $AG); n1=$(ticks $NE); c1=$(ctx $AG)
 hz=1000 # ticks() is in ms
 rss=$(awk '/VmRSS/{print int($2/1024)}' /proc/$AG/status)
-awk -v a=$((a1-a0)) -v n=$((n1-n0)) -v c=$((c1-c0)) -v d="$DURATION" -v hz="$hz" -v rss="$rss" -v procs="$(ls /proc | grep -c '^[0-9]')" 'BEGIN{
+rss0=$(awk '/VmRSS/{print int($2/1024)}' /proc/$A0/status)
+awk -v a=$((a1-a0)) -v n=$((n1-n0)) -v c=$((c1-c0)) -v d="$DURATION" -v hz="$hz" -v rss="$rss" -v rss0="$rss0" -v procs="$(ls /proc | grep -c '^[0-9]')" 'BEGIN{
   as=a/hz*3600/d; ns=n/hz*3600/d
-  printf "processes=%d agent_cpu_s_per_hour=%.2f (%.3f%% of a core) node_exporter_cpu_s_per_hour=%.2f ratio=%.2fx agent_wakeups_per_s=%.1f agent_rss_mib=%d over %ds\n",
-    procs, as, as/36, ns, (ns>0?as/ns:0), c/d, rss, d}'
+  printf "processes=%d agent_cpu_s_per_hour=%.2f (%.3f%% of a core) node_exporter_cpu_s_per_hour=%.2f ratio=%.2fx agent_wakeups_per_s=%.1f agent_rss_mib=%d (untrimmed %d: %.2fx) over %ds\n",
+    procs, as, as/36, ns, (ns>0?as/ns:0), c/d, rss, rss0, (rss0>0?rss/rss0:0), d}'

@@ -28,7 +28,7 @@ func TestParseErrors(t *testing.T) {
 		name, yaml string
 		want       []string // substrings of the one-line errors, in order
 	}{
-		{"unknown top key", "state_dri: /x\n", []string{"c.yaml:1:1: state_dri: unknown key", "known keys here: checks, cloudwatch, cloudwatch_logs, host, imds, incidents, jobs, log, memory_lock, shutdown_timeout, sinks, spikes, state_dir, syslog"}},
+		{"unknown top key", "state_dri: /x\n", []string{"c.yaml:1:1: state_dri: unknown key", "known keys here: checks, cloudwatch, cloudwatch_logs, host, imds, incidents, jobs, log, memory_lock, memory_trim, shutdown_timeout, sinks, spikes, state_dir, syslog"}},
 		{"unknown nested key", "log:\n  levle: debug\n", []string{"c.yaml:2:3: log.levle: unknown key"}},
 		{"a second document", "log:\n  level: debug\n---\nlog:\n  level: error\n", []string{"c.yaml:3:1: a second YAML document"}},
 		{"bad duration", "host:\n  interval: fast\n", []string{`c.yaml:2:13: host.interval: want a duration like "30s", got "fast"`}},
