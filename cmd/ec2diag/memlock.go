@@ -32,10 +32,14 @@ func lockMemory(log *zap.Logger) {
 // touched: the binary's text and read-only data are mapped 64 KiB at a time
 // around each fault (the kernel's fault-around), so start-up alone (flags,
 // config, package initialisers, the SDK's setup) leaves megabytes resident
-// and, under mlockall, locked for good. The pages are unlocked, paged out
-// (MADV_PAGEOUT, Linux 5.4+) and locked again as they are touched: what the
-// running agent uses comes back at once, the rest stays on disk. It
-// reports how much of the binary was resident before and after.
+// and, under mlockall, locked for good. The pages are unlocked, dropped
+// from this process's page tables (MADV_DONTNEED: a read-only file
+// mapping loses nothing, the page cache keeps the data) and locked again
+// as they are touched: what the running agent uses comes back at once,
+// without I/O while the kernel caches it. MADV_PAGEOUT would evict the
+// cache too, but skips every page another process maps (a second agent, a
+// CLI run of the same binary). It reports how much of the binary was
+// resident before and after.
 func trimProgramPages(locked bool) (before, after int64, err error) {
 	exe, err := os.Readlink("/proc/self/exe")
 	if err != nil {
@@ -53,12 +57,13 @@ func trimProgramPages(locked bool) (before, after int64, err error) {
 		defer unix.Mlockall(unix.MCL_CURRENT | unix.MCL_FUTURE | unix.MCL_ONFAULT)
 	}
 	for _, m := range maps {
-		// Not the writable data: it holds the program's variables.
+		// Never the writable data: it holds the program's variables,
+		// which MADV_DONTNEED would reset to the file's contents.
 		if m.writable {
 			continue
 		}
 		// By address: the range is the program's own mapping, not Go memory.
-		if _, _, e := unix.Syscall(unix.SYS_MADVISE, m.start, m.end-m.start, unix.MADV_PAGEOUT); e != 0 && err == nil {
+		if _, _, e := unix.Syscall(unix.SYS_MADVISE, m.start, m.end-m.start, unix.MADV_DONTNEED); e != 0 && err == nil {
 			err = e
 		}
 	}
