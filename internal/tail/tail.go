@@ -74,6 +74,8 @@ type Handler func(batch []Line, ack func()) error
 // Stats are cumulative counters, safe to read at any time.
 type Stats struct {
 	Lines, Bytes, Truncated, NULBytes, Rotations, Truncations, Gaps, OpenErrors, ReadErrors atomic.Uint64
+	// Wakes counts the times the follower woke to look at the file.
+	Wakes atomic.Uint64
 }
 
 // Follower follows one path. Create with New, then Run once.
@@ -323,27 +325,42 @@ func (t *Follower) Run(ctx context.Context, h Handler) error {
 		if len(chain) > 0 {
 			grace = time.After(t.o.RotateGrace)
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case _, ok := <-events:
-			if !ok {
-				events = nil
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case ev, ok := <-events:
+				if !ok {
+					events = nil
+				} else if !t.concerns(ev.Name) {
+					// Another file in the directory (auth.log beside
+					// syslog): nothing to read here.
+					continue
+				}
+			case err, ok := <-watchErrs:
+				// Unread, this channel blocked fsnotify's goroutine after an
+				// inotify queue overflow and events stopped. The poll covers
+				// what inotify missed.
+				if !ok {
+					watchErrs = nil
+				} else {
+					t.log.Warn("inotify error; the poll still covers the file", zap.Error(err))
+				}
+			case <-poll.C:
+			case <-t.wake:
+			case <-grace:
 			}
-		case err, ok := <-watchErrs:
-			// Unread, this channel blocked fsnotify's goroutine after an
-			// inotify queue overflow and events stopped. The poll covers
-			// what inotify missed.
-			if !ok {
-				watchErrs = nil
-			} else {
-				t.log.Warn("inotify error; the poll still covers the file", zap.Error(err))
-			}
-		case <-poll.C:
-		case <-t.wake:
-		case <-grace:
+			t.Stats.Wakes.Add(1)
+			break
 		}
 	}
+}
+
+// concerns says whether a change to the file name in the watched directory
+// may be news for this follower: the file itself, or one of its rotated
+// names (syslog.1, syslog.2.gz), which rotation creates and renames.
+func (t *Follower) concerns(name string) bool {
+	return strings.HasPrefix(filepath.Base(name), filepath.Base(t.o.Path))
 }
 
 // resume decides where to start from the checkpoint, if any. It returns

@@ -36,6 +36,7 @@ type harness struct {
 	gate    atomic.Pointer[chan struct{}]
 	held    chan struct{} // told when a batch is held at the gate
 	ckEvery time.Duration
+	poll    time.Duration // 50 ms unless set
 	log     *zap.Logger
 }
 
@@ -47,7 +48,10 @@ func newHarness(t *testing.T) *harness {
 func (h *harness) start() {
 	h.t.Helper()
 	h.lines = make(chan Line, 100000)
-	h.f = New(Options{Path: h.path, StateDir: h.state, FromStart: !h.atEnd, PollInterval: 50 * time.Millisecond, RotateGrace: 200 * time.Millisecond, MaxLineBytes: 1024, CheckpointEvery: h.ckEvery, Log: h.log})
+	if h.poll == 0 {
+		h.poll = 50 * time.Millisecond
+	}
+	h.f = New(Options{Path: h.path, StateDir: h.state, FromStart: !h.atEnd, PollInterval: h.poll, RotateGrace: 200 * time.Millisecond, MaxLineBytes: 1024, CheckpointEvery: h.ckEvery, Log: h.log})
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel, h.done = cancel, make(chan error, 1)
 	go func() {
@@ -683,4 +687,35 @@ func TestReadErrorIsRetriedNotFatal(t *testing.T) {
 	if logs.FilterMessageSnippet("readable again").Len() != 1 {
 		t.Error("recovery not said")
 	}
+}
+
+// Writes to other files in the log's directory (rsyslog writes auth.log
+// and kern.log beside syslog) do not wake the follower; its own file and
+// its rotation still reach it at once, through inotify alone (no poll).
+func TestOtherFilesInTheDirectoryDoNotWake(t *testing.T) {
+	h := newHarness(t)
+	h.poll = time.Hour
+	h.open()
+	h.start()
+	h.write(1)
+	h.expectAll()
+	other, err := os.OpenFile(filepath.Join(h.dir, "auth.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	w0 := h.f.Stats.Wakes.Load()
+	// Apart, so that inotify does not merge them into one event.
+	for i := 0; i < 100; i++ {
+		fmt.Fprintf(other, "sshd[%d]: line %d\n", i, i)
+		time.Sleep(2 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if w := h.f.Stats.Wakes.Load() - w0; w > 5 {
+		t.Errorf("100 writes to auth.log woke the follower of syslog %d times", w)
+	}
+	h.write(3)
+	h.expectAll()
+	h.rotate(true, 2, 2)
+	h.expectAll()
 }
