@@ -195,15 +195,10 @@ func printIncidents(w io.Writer, vs []incidentView, bad int, format string) erro
 				break
 			}
 			of := ""
-			switch {
-			case p.Agent:
+			if _, g, ok := correlate.GroupOf(p); p.Agent {
 				of = " (ec2diag itself)"
-			case p.Job != "":
-				of = " (job " + e(p.Job) + ")"
-			case p.Group != "" && p.GroupKind != "system":
-				of = " (" + e(p.Group) + ")"
-			case p.Unit != "":
-				of = " (service " + e(p.Unit) + ")"
+			} else if ok {
+				of = " (" + e(g) + ")"
 			}
 			fmt.Fprintf(w, "  process %s pid %d%s: %.0f%% of CPU, %d MiB%s\n", e(p.Comm), p.PID, of, 100*p.CPUShare, p.RSSBytes>>20, grewText(p.RSSGrowth))
 		}

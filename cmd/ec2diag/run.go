@@ -74,21 +74,20 @@ func runAgent(ctx context.Context, g *globalFlags, print bool) error {
 	if cfg.MemoryLock {
 		lockMemory(log)
 	}
-	go func() {
-		if !cfg.MemoryTrim {
-			return
-		}
-		// Once start-up is over (first checks, first samples, the first
-		// scans of the logs), not before: what it touched is what goes.
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(trimAfter):
-		}
-		before, after, err := trimProgramPages(cfg.MemoryLock)
-		log.Info("program pages only start-up used given back", zap.String(logging.KeyEvent, "trim"),
-			zap.Int64("resident_before_bytes", before), zap.Int64("resident_after_bytes", after), zap.Error(err))
-	}()
+	if cfg.MemoryTrim {
+		go func() {
+			// Once start-up is over (first checks, first samples, the first
+			// scans of the logs), not before: what it touched is what goes.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(trimAfter):
+			}
+			before, after, err := trimProgramPages(cfg.MemoryLock)
+			log.Info("program pages only start-up used given back", zap.String(logging.KeyEvent, "trim"),
+				zap.Int64("resident_before_bytes", before), zap.Int64("resident_after_bytes", after), zap.Error(err))
+		}()
+	}
 	mode, id := detectMode(ctx, cfg, log)
 	if id != nil && cfg.CloudWatch.Enabled != "false" {
 		go checkCredentials(ctx, cfg, log)

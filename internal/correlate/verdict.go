@@ -195,7 +195,7 @@ func Decide(onset time.Time, window time.Duration, runs []RunUse, procs []ProcUs
 		if rankShare(g.CPUShare, g.RSSBytes, g.RSSGrowth, memTotal, grown, byMemory) >
 			rankShare(p.CPUShare, p.RSSBytes, p.RSSGrowth, memTotal, grown, byMemory) {
 			for i, q := range v.Top {
-				if _, name, ok := groupOf(q); ok && !q.Agent && name == g.Name {
+				if _, name, ok := GroupOf(q); ok && !q.Agent && name == g.Name {
 					suspect, lead = i, name
 					break
 				}
@@ -262,9 +262,9 @@ func Decide(onset time.Time, window time.Duration, runs []RunUse, procs []ProcUs
 	return v
 }
 
-// groupOf is the group a process is blamed with: its job run, else the
+// GroupOf is the group a process is blamed with: its job run, else the
 // group of its cgroup; a system process or one in no group has none.
-func groupOf(p ProcUse) (kind, name string, ok bool) {
+func GroupOf(p ProcUse) (kind, name string, ok bool) {
 	kind, name = p.GroupKind, p.Group
 	switch {
 	case p.Job != "":
@@ -291,7 +291,7 @@ func groups(top []ProcUse, memTotal int64, byMemory bool) ([]GroupBlame, int64) 
 			continue
 		}
 		grown += p.RSSGrowth
-		kind, name, ok := groupOf(p)
+		kind, name, ok := GroupOf(p)
 		if !ok {
 			continue
 		}
