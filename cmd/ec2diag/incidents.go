@@ -1,13 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
+
+	"github.com/ec2diag/ec2diag/internal/atomicfile"
 
 	"github.com/ec2diag/ec2diag/internal/correlate"
 	"github.com/ec2diag/ec2diag/internal/escape"
@@ -262,7 +262,7 @@ and PSI with the job runs as bands; no scripts, nothing loaded from elsewhere).`
 				return &exitError{code: exitFailure, err: err}
 			}
 			if htmlFile != "" {
-				if err := writeFileAtomic(htmlFile, func(w io.Writer) error { return rep.HTML(w, time.Local) }); err != nil {
+				if err := atomicfile.WriteFunc(htmlFile, func(w io.Writer) error { return rep.HTML(w, time.Local) }, atomicfile.Options{Perm: 0o644}); err != nil {
 					return &exitError{code: exitFailure, err: err}
 				}
 			}
@@ -285,27 +285,4 @@ and PSI with the job runs as bands; no scripts, nothing loaded from elsewhere).`
 	c.Flags().StringVar(&format, "format", "text", "output: text (the report) or json (the records)")
 	c.Flags().StringVar(&htmlFile, "html", "", "also write the report as one self-contained HTML page to this file")
 	return c
-}
-
-// writeFileAtomic writes a file whole or not at all.
-func writeFileAtomic(path string, write func(io.Writer) error) error {
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	bw := bufio.NewWriter(f)
-	if err = write(bw); err == nil {
-		err = bw.Flush()
-	}
-	if err == nil {
-		err = f.Close()
-	} else {
-		f.Close()
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, path)
 }

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ec2diag/ec2diag/internal/atomicfile"
+
 	"github.com/ec2diag/ec2diag/internal/escape"
 	"github.com/ec2diag/ec2diag/internal/syslog"
 	"github.com/ec2diag/ec2diag/internal/tail"
@@ -414,34 +416,9 @@ func (j *journalReader) save(force bool) {
 		j.lastSave = time.Now()
 	}
 	j.mu.Unlock()
-	if err := writeAtomic(j.cursorFile(), []byte(c+"\n"), durable); err != nil {
+	if err := atomicfile.Write(j.cursorFile(), []byte(c+"\n"), atomicfile.Options{Durable: durable, MkdirAll: true}); err != nil {
 		j.log.Warn("cannot write journal cursor", zap.Error(err))
 	}
-}
-
-func writeAtomic(path string, b []byte, durable bool) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if durable {
-		if err := f.Sync(); err != nil {
-			f.Close()
-			return err
-		}
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 func withoutEnv(env []string, names ...string) []string {

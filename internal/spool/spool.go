@@ -20,6 +20,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ec2diag/ec2diag/internal/atomicfile"
+
 	"github.com/ec2diag/ec2diag/internal/metrics"
 	"golang.org/x/sys/unix"
 )
@@ -49,7 +51,7 @@ func Open(dir string, maxBytes int64) (*Spool, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
-	tmps, _ := filepath.Glob(filepath.Join(dir, ".tmp-*"))
+	tmps, _ := filepath.Glob(filepath.Join(dir, ".*.tmp-*"))
 	for _, t := range tmps {
 		os.Remove(t)
 	}
@@ -209,35 +211,14 @@ func (s *Spool) write(name string, ds []metrics.Datum) error {
 	zw, _ := gzip.NewWriterLevel(&zb, gzip.BestSpeed)
 	zw.Write(raw)
 	zw.Close()
-	b := zb.Bytes()
-	f, err := os.CreateTemp(s.dir, ".tmp-*")
-	if err != nil {
-		return fmt.Errorf("spool: %w", err)
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), filepath.Join(s.dir, name))
-	}
-	if err != nil {
-		os.Remove(f.Name())
+	if err := atomicfile.Write(filepath.Join(s.dir, name), zb.Bytes(), atomicfile.Options{Durable: true}); err != nil {
 		return fmt.Errorf("spool: write batch: %w", err)
 	}
-	return s.syncDir()
+	return nil
 }
 
 func (s *Spool) syncDir() error {
-	d, err := os.Open(s.dir)
-	if err != nil {
-		return fmt.Errorf("spool: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
+	if err := atomicfile.SyncDir(s.dir); err != nil {
 		return fmt.Errorf("spool: fsync dir: %w", err)
 	}
 	return nil

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/ec2diag/ec2diag/internal/atomicfile"
 )
 
 // fpMax is how many leading bytes identify a file's content. Inode numbers
@@ -84,43 +86,9 @@ func loadCheckpoint(stateDir, path string) (*Checkpoint, error) {
 // that guard against those run only when durable is set (they widen the
 // window in which a kill makes lines be read again).
 func saveCheckpoint(stateDir string, c Checkpoint, durable bool) error {
-	p := checkpointPath(stateDir, c.Path)
-	dir := filepath.Dir(p)
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return err
-	}
 	b, err := json.Marshal(c)
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, ".ckpt-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if durable {
-		if err := tmp.Sync(); err != nil {
-			tmp.Close()
-			return err
-		}
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), p); err != nil {
-		return err
-	}
-	if !durable {
-		return nil
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return atomicfile.Write(checkpointPath(stateDir, c.Path), b, atomicfile.Options{Durable: durable, MkdirAll: true})
 }
