@@ -1,19 +1,22 @@
-// Package agent runs ec2diag's lifecycle: it builds a pipeline of collectors
-// and sinks from the config, fans records in, talks to systemd (READY,
-// RELOADING, STOPPING, STATUS, WATCHDOG), reloads on SIGHUP without ever
-// dropping the running config for a bad one, and shuts down within a bound.
+// Package agent runs ec2diag's lifecycle: it runs the collectors and sinks
+// of a System, fans records in, talks to systemd (READY, RELOADING,
+// STOPPING, STATUS, WATCHDOG), reloads on SIGHUP by updating the running
+// system in place (a config that does not take changes nothing), and
+// shuts down within a bound, closing what the collectors use only once
+// they have stopped.
 package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/ec2diag/ec2diag/collectors"
+	"github.com/ec2diag/ec2diag/internal/clock"
 	"github.com/ec2diag/ec2diag/internal/config"
 	"go.uber.org/zap"
 )
@@ -26,23 +29,39 @@ type Sink interface {
 	Close(ctx context.Context) error
 }
 
-// Pipeline is what a config turns into. Building it must not start
-// anything, so a reload can build the new one while the old keeps running.
+// Pipeline is what runs: the collectors and the sinks their records go to.
 type Pipeline struct {
 	Collectors []collectors.Collector
 	Sinks      []Sink
 	// Describe is a short human summary for STATUS= ("tailing /var/log/syslog").
 	Describe string
-	// Activate, if set, runs after the previous pipeline stopped and before
-	// this one starts: the place to change state that outlives a reload
-	// (the flight recorder's settings), never touched while two pipelines
-	// exist.
-	Activate func()
 }
 
-// Builder turns a config into a pipeline; it validates and opens what must
-// exist (an error keeps the old pipeline on reload).
-type Builder func(ctx context.Context, cfg config.Config) (*Pipeline, error)
+// System is what the agent runs: built once from the first config, and
+// changed in place by every reload, so what its components know (the
+// incident in progress, notices seen, counter history) outlives a SIGHUP.
+type System interface {
+	// Pipeline is what runs now.
+	Pipeline() *Pipeline
+	// Prepare checks cfg against the running system and opens what it
+	// needs that the system lacks (a new file sink, a new listener). It
+	// changes nothing that runs: an error leaves everything as it was.
+	Prepare(ctx context.Context, cfg config.Config) (Change, error)
+	// Close releases what the system holds (the store, sockets); called
+	// once, only when no collector runs.
+	Close()
+}
+
+// Change is a prepared reload.
+type Change interface {
+	// Apply makes the prepared config the running one; called while no
+	// collector runs. It returns the sinks it took out of the pipeline,
+	// which the agent flushes and closes.
+	Apply() (retired []Sink)
+	// Discard releases what Prepare opened; the running system is as it
+	// was.
+	Discard()
+}
 
 // Notifier is the part of sdnotify the agent uses; tests may pass their own.
 type Notifier interface {
@@ -53,14 +72,20 @@ type Notifier interface {
 	Status(string)
 }
 
+// ErrStuck is returned when a collector does not stop when asked: the
+// agent cannot safely change or close what it uses, so it exits and
+// systemd starts it afresh.
+var ErrStuck = errors.New("collectors did not stop")
+
 // Agent is configured by its fields, then Run once.
 type Agent struct {
 	Log    *zap.Logger
 	Notify Notifier
-	Build  Builder
+	Clock  clock.Clock
 	// Reload loads and validates the config again on SIGHUP.
 	Reload func() (config.Config, error)
-	// OnConfig, if set, sees each config that took effect (log level).
+	// OnConfig, if set, sees each config that took effect on reload (log
+	// level).
 	OnConfig func(config.Config)
 	// Mode is shown in STATUS= ("local mode", "instance i-0abc…").
 	Mode string
@@ -70,29 +95,36 @@ type Agent struct {
 	StartTimeout     time.Duration
 	StatusInterval   time.Duration
 
-	// Essential names the collectors without which the agent is not
-	// doing its job: while one of them is down, the watchdog pings stop,
-	// so systemd restarts the whole agent (a fresh process clears what
-	// wedged it, an exhausted descriptor table say).
-	Essential []string
-
 	progress atomic.Uint64 // moves each time the fan-in loop comes round
 	stats    Stats
 	downMu   sync.Mutex
 	down     map[string]string // collector -> why it is down, while it waits to restart
+	sinkDown map[string]string // sink -> why it fails, while it retries
+	// essential names the collectors without which the agent is not
+	// doing its job (collectors.Essential): while one of them is down,
+	// the watchdog pings stop, so systemd restarts the whole agent (a
+	// fresh process clears what wedged it, an exhausted descriptor table
+	// say).
+	essential map[string]bool
+	states    map[Sink]*sinkState // each sink's retry state, across reloads
 }
 
 // setDown records (why != "") or clears a collector's failure.
-func (a *Agent) setDown(name, why string) {
+func (a *Agent) setDown(name, why string) { a.mark(&a.down, name, why) }
+
+// setSinkDown records (why != "") or clears a sink's failure.
+func (a *Agent) setSinkDown(name, why string) { a.mark(&a.sinkDown, name, why) }
+
+func (a *Agent) mark(m *map[string]string, name, why string) {
 	a.downMu.Lock()
 	defer a.downMu.Unlock()
-	if a.down == nil {
-		a.down = map[string]string{}
+	if *m == nil {
+		*m = map[string]string{}
 	}
 	if why == "" {
-		delete(a.down, name)
+		delete(*m, name)
 	} else {
-		a.down[name] = why
+		(*m)[name] = why
 	}
 }
 
@@ -100,8 +132,8 @@ func (a *Agent) setDown(name, why string) {
 func (a *Agent) essentialDown() bool {
 	a.downMu.Lock()
 	defer a.downMu.Unlock()
-	for _, n := range a.Essential {
-		if _, ok := a.down[n]; ok {
+	for n := range a.down {
+		if a.essential[n] {
 			return true
 		}
 	}
@@ -123,6 +155,7 @@ type Stats struct {
 func (a *Agent) Stats() *Stats { return &a.stats }
 
 func (a *Agent) defaults() {
+	a.Clock = clock.Or(a.Clock)
 	if a.ShutdownTimeout <= 0 {
 		a.ShutdownTimeout = 10 * time.Second
 	}
@@ -132,23 +165,18 @@ func (a *Agent) defaults() {
 	if a.StatusInterval <= 0 {
 		a.StatusInterval = 10 * time.Second
 	}
+	if a.states == nil {
+		a.states = map[Sink]*sinkState{}
+	}
 }
 
-// Run builds and starts the pipeline for cfg, says READY, and serves until
-// ctx is done (SIGTERM). Each value on hup triggers a reload.
-func (a *Agent) Run(ctx context.Context, cfg config.Config, hup <-chan struct{}) error {
+// Run runs sys, says READY, and serves until ctx is done (SIGTERM). Each
+// value on hup triggers a reload. It returns ErrStuck (wrapped) when a
+// collector would not stop; sys is then left open for the process's exit.
+func (a *Agent) Run(ctx context.Context, sys System, hup <-chan struct{}) error {
 	a.defaults()
-	p, err := a.Build(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("build pipeline: %w", err)
-	}
-	if p.Activate != nil {
-		p.Activate()
-	}
+	p := sys.Pipeline()
 	cur := a.start(ctx, p)
-	if a.OnConfig != nil {
-		a.OnConfig(cfg)
-	}
 	a.Notify.Ready()
 	a.Notify.Status(a.statusLine(p))
 	a.Log.Info("agent running", zap.String("pipeline", p.Describe), zap.String("mode", a.Mode))
@@ -167,27 +195,45 @@ func (a *Agent) Run(ctx context.Context, cfg config.Config, hup <-chan struct{})
 			a.Notify.Stopping()
 			a.Notify.Status("stopping")
 			a.Log.Info("agent stopping", zap.Duration("timeout", a.ShutdownTimeout))
-			cur.stop(a.ShutdownTimeout)
+			sctx, cancel := context.WithTimeout(context.Background(), a.ShutdownTimeout)
+			defer cancel()
+			if err := cur.stop(sctx); err != nil {
+				// A collector still runs: closing the store or a socket
+				// under it is how records got torn. The process's exit
+				// closes them.
+				a.Log.Error("shutdown: a collector did not stop; leaving what it uses to the process's exit", zap.Error(err))
+				return err
+			}
+			a.closeSinks(sctx, p.Sinks)
+			sys.Close()
 			a.Log.Info("agent stopped")
 			return nil
 		case <-hup:
 			a.Notify.Reloading()
 			a.Notify.Status("reloading config")
-			np, ncfg, err := a.rebuild(ctx)
+			ch, ncfg, err := a.prepare(ctx, sys)
 			if err != nil {
-				// The old pipeline never stopped: a bad edit costs nothing.
-				// The reason is the news, not where in the agent it was
+				// Nothing was changed: a bad edit costs nothing. The
+				// reason is the news, not where in the agent it was
 				// found: no stack trace for an admin's typo.
 				a.Log.WithOptions(zap.AddStacktrace(zap.FatalLevel)).Error("config reload rejected; keeping the running config", zap.Error(err))
 				a.Notify.Ready()
 				a.Notify.Status(a.statusLine(p))
 				continue
 			}
-			cur.stop(a.ShutdownTimeout)
-			if np.Activate != nil {
-				np.Activate()
+			sctx, cancel := context.WithTimeout(context.Background(), a.ShutdownTimeout)
+			err = cur.stop(sctx)
+			if err != nil {
+				cancel()
+				ch.Discard()
+				a.Log.Error("reload: a collector did not stop; exiting so that systemd starts the agent afresh", zap.Error(err))
+				return err
 			}
-			p, cur = np, a.start(ctx, np)
+			retired := ch.Apply()
+			a.closeSinks(sctx, retired)
+			cancel()
+			p = sys.Pipeline()
+			cur = a.start(ctx, p)
 			if a.OnConfig != nil {
 				a.OnConfig(ncfg)
 			}
@@ -201,13 +247,34 @@ func (a *Agent) Run(ctx context.Context, cfg config.Config, hup <-chan struct{})
 	}
 }
 
-func (a *Agent) rebuild(ctx context.Context) (*Pipeline, config.Config, error) {
+func (a *Agent) prepare(ctx context.Context, sys System) (Change, config.Config, error) {
 	cfg, err := a.Reload()
 	if err != nil {
 		return nil, cfg, err
 	}
-	p, err := a.Build(ctx, cfg)
-	return p, cfg, err
+	ch, err := sys.Prepare(ctx, cfg)
+	return ch, cfg, err
+}
+
+// closeSinks hands each sink's backlog a last try and closes it, within
+// ctx's deadline.
+func (a *Agent) closeSinks(ctx context.Context, sinks []Sink) {
+	var states []*sinkState
+	for _, s := range sinks {
+		states = append(states, a.state(s))
+	}
+	a.retry(ctx, states, true)
+	for _, ss := range states {
+		if n := len(ss.backlog); n > 0 {
+			a.Log.Error("sink still failing at shutdown; its records are not acknowledged, so the log lines behind them are read again at the next start",
+				zap.String("sink", ss.s.Name()), zap.Int("records", n))
+		}
+		if err := ss.s.Close(ctx); err != nil {
+			a.Log.Error("sink close", zap.String("sink", ss.s.Name()), zap.Error(err))
+		}
+		delete(a.states, ss.s)
+		a.setSinkDown(ss.s.Name(), "")
+	}
 }
 
 // watchdog pings only when the fan-in loop moved since the last ping: a
@@ -233,7 +300,7 @@ func (a *Agent) watchdog(ctx context.Context) {
 func (a *Agent) statusLine(p *Pipeline) string {
 	s := fmt.Sprintf("%s; %s; %d records, %d events", a.Mode, p.Describe, a.stats.Records.Load(), a.stats.Events.Load())
 	if lw := a.stats.LastWrite.Load(); lw != 0 {
-		s += fmt.Sprintf(", last write %s ago", time.Since(time.Unix(0, lw)).Round(time.Second))
+		s += fmt.Sprintf(", last write %s ago", a.Clock.Now().Sub(time.Unix(0, lw)).Round(time.Second))
 	}
 	if n := a.stats.SinkErrors.Load(); n > 0 {
 		s += fmt.Sprintf(", %d sink errors", n)
@@ -242,18 +309,20 @@ func (a *Agent) statusLine(p *Pipeline) string {
 		s += fmt.Sprintf(", %d records dropped by a failing sink", n)
 	}
 	a.downMu.Lock()
-	names := make([]string, 0, len(a.down))
-	for n := range a.down {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		verb := "restarting"
-		if strings.HasPrefix(n, "sink ") {
-			verb = "retrying"
+	defer a.downMu.Unlock()
+	for _, d := range []struct {
+		m    map[string]string
+		kind string
+		verb string
+	}{{a.down, "", "restarting"}, {a.sinkDown, "sink ", "retrying"}} {
+		names := make([]string, 0, len(d.m))
+		for n := range d.m {
+			names = append(names, n)
 		}
-		s += fmt.Sprintf("; %s DOWN, %s: %s", n, verb, a.down[n])
+		sort.Strings(names)
+		for _, n := range names {
+			s += fmt.Sprintf("; %s%s DOWN, %s: %s", d.kind, n, d.verb, d.m[n])
+		}
 	}
-	a.downMu.Unlock()
 	return s
 }

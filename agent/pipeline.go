@@ -2,6 +2,9 @@ package agent
 
 import (
 	"context"
+	"fmt"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,14 +29,18 @@ func (a *Agent) heartbeat() time.Duration {
 	return min(max(a.WatchdogInterval/2, 100*time.Millisecond), 10*time.Second)
 }
 
+// running is one run of a pipeline: its collectors and the fan-in loop.
 type running struct {
-	log        *zap.Logger
-	cancel     context.CancelFunc
-	collectors sync.WaitGroup
-	collDone   chan struct{}
-	loopDone   chan struct{}
-	flushCtx   context.Context
-	flushStop  context.CancelFunc
+	cancel   context.CancelFunc
+	collDone chan struct{}
+	loopDone chan struct{}
+	// flush bounds the loop's sink writes once stopping: cancelled when
+	// the stop's deadline passes.
+	flush     context.Context
+	flushStop context.CancelFunc
+
+	mu   sync.Mutex
+	live map[string]int // collectors still running, by name
 }
 
 type emitter struct {
@@ -56,39 +63,87 @@ func (e emitter) Ready() { e.ready() }
 // collector said Ready (or returned, or StartTimeout passed).
 func (a *Agent) start(parent context.Context, p *Pipeline) *running {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
-	flushCtx, flushStop := context.WithCancel(context.Background())
-	r := &running{
-		log:       a.Log,
-		cancel:    cancel,
-		collDone:  make(chan struct{}),
-		loopDone:  make(chan struct{}),
-		flushCtx:  flushCtx,
-		flushStop: flushStop,
-	}
+	flush, flushStop := context.WithCancel(context.Background())
+	r := &running{cancel: cancel, collDone: make(chan struct{}), loopDone: make(chan struct{}), flush: flush, flushStop: flushStop, live: map[string]int{}}
+	a.essential = map[string]bool{}
 	ch := make(chan collectors.Record, queueLen)
-	readyWG := sync.WaitGroup{}
+	var readyWG, collWG sync.WaitGroup
 	for _, c := range p.Collectors {
+		if e, ok := c.(collectors.Essential); ok && e.Essential() {
+			a.essential[c.Name()] = true
+		}
 		readyWG.Add(1)
 		var once sync.Once
 		ready := func() { once.Do(readyWG.Done) }
-		r.collectors.Add(1)
+		collWG.Add(1)
+		r.live[c.Name()]++
 		go func(c collectors.Collector) {
-			defer r.collectors.Done()
+			defer collWG.Done()
+			defer func() {
+				r.mu.Lock()
+				if r.live[c.Name()]--; r.live[c.Name()] == 0 {
+					delete(r.live, c.Name())
+				}
+				r.mu.Unlock()
+			}()
 			defer ready()
 			a.supervise(ctx, c, emitter{ch: ch, ready: ready})
 		}(c)
 	}
-	go func() { r.collectors.Wait(); close(r.collDone) }()
-	go a.loop(r, ch, p.Sinks)
+	go func() { collWG.Wait(); close(r.collDone) }()
+	states := make([]*sinkState, len(p.Sinks))
+	for i, s := range p.Sinks {
+		states[i] = a.state(s)
+	}
+	go a.loop(r, ch, states)
 
 	allReady := make(chan struct{})
 	go func() { readyWG.Wait(); close(allReady) }()
+	t := time.NewTimer(a.StartTimeout)
+	defer t.Stop()
 	select {
 	case <-allReady:
-	case <-time.After(a.StartTimeout):
+	case <-t.C:
 		a.Log.Warn("not every collector finished its first cycle in time; continuing", zap.Duration("timeout", a.StartTimeout))
 	}
 	return r
+}
+
+// state is s's retry state, kept across reloads while s stays in the
+// pipeline: a failing sink's backlog is not lost to a SIGHUP.
+func (a *Agent) state(s Sink) *sinkState {
+	ss, ok := a.states[s]
+	if !ok {
+		ss = &sinkState{s: s}
+		a.states[s] = ss
+	}
+	return ss
+}
+
+// stop cancels the collectors and waits for every one of them to return,
+// then for the loop to hand on what they left (sink writes are cut short
+// when ctx ends). It returns an error naming the collectors still running
+// when ctx ends first: what they use must not be closed or changed under
+// them.
+func (r *running) stop(ctx context.Context) error {
+	r.cancel()
+	defer r.flushStop()
+	select {
+	case <-r.collDone:
+	case <-ctx.Done():
+		r.mu.Lock()
+		var names []string
+		for n := range r.live {
+			names = append(names, n)
+		}
+		r.mu.Unlock()
+		sort.Strings(names)
+		return fmt.Errorf("%w: %s still running", ErrStuck, strings.Join(names, ", "))
+	}
+	stop := context.AfterFunc(ctx, r.flushStop)
+	defer stop()
+	<-r.loopDone
+	return nil
 }
 
 // supervise runs c until ctx ends; a collector that fails is run again
@@ -99,21 +154,23 @@ func (a *Agent) supervise(ctx context.Context, c collectors.Collector, e emitter
 	log := a.Log.Named(c.Name())
 	backoff := time.Second
 	for {
-		started := time.Now()
+		t0 := a.Clock.Now()
 		err := c.Run(ctx, e)
 		if ctx.Err() != nil || err == nil {
 			return // stopped, or finished by design
 		}
-		if time.Since(started) > time.Minute {
+		if a.Clock.Now().Sub(t0) > time.Minute {
 			backoff = time.Second
 		}
 		a.setDown(c.Name(), err.Error())
 		log.Error("collector failed; restarting it", zap.String("collector", c.Name()), zap.Error(err), zap.Duration("backoff", backoff))
+		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			a.setDown(c.Name(), "")
 			return
-		case <-time.After(backoff):
+		case <-t.C:
 		}
 		backoff = min(2*backoff, time.Minute)
 		a.setDown(c.Name(), "")
@@ -121,15 +178,13 @@ func (a *Agent) supervise(ctx context.Context, c collectors.Collector, e emitter
 }
 
 // loop is the pipeline's one consumer. Each round counts as progress; a
-// sink that blocks stops the rounds and so the watchdog pings.
-func (a *Agent) loop(r *running, ch chan collectors.Record, sinks []Sink) {
+// sink that blocks stops the rounds and so the watchdog pings. When the
+// collectors are gone it hands on what they left and returns; the sinks
+// stay open (a reload keeps them), their backlogs kept in their states.
+func (a *Agent) loop(r *running, ch chan collectors.Record, states []*sinkState) {
 	defer close(r.loopDone)
 	tick := time.NewTicker(a.heartbeat())
 	defer tick.Stop()
-	states := make([]*sinkState, len(sinks))
-	for i, s := range sinks {
-		states[i] = &sinkState{s: s}
-	}
 	batch := make([]collectors.Record, 0, maxBatch)
 	for {
 		a.progress.Add(1)
@@ -145,178 +200,19 @@ func (a *Agent) loop(r *running, ch chan collectors.Record, sinks []Sink) {
 					break fill
 				}
 			}
-			a.write(r.flushCtx, batch, states)
+			a.write(r.flush, batch, states)
 		case <-tick.C:
-			a.retry(r.flushCtx, states, false)
+			a.retry(r.flush, states, false)
 		case <-r.collDone:
-			// Collectors are gone: hand on what they left, then close.
 			for {
 				select {
 				case rec := <-ch:
-					a.write(r.flushCtx, []collectors.Record{rec}, states)
+					a.write(r.flush, []collectors.Record{rec}, states)
 					continue
 				default:
 				}
-				break
-			}
-			a.retry(r.flushCtx, states, true)
-			for _, ss := range states {
-				if n := len(ss.backlog); n > 0 {
-					a.Log.Error("sink still failing at shutdown; its records are not acknowledged, so the log lines behind them are read again at the next start",
-						zap.String("sink", ss.s.Name()), zap.Int("records", n))
-				}
-				if err := ss.s.Close(r.flushCtx); err != nil {
-					a.Log.Error("sink close", zap.String("sink", ss.s.Name()), zap.Error(err))
-				}
-			}
-			return
-		}
-	}
-}
-
-// maxBacklog bounds what one failing sink holds for its retries.
-const maxBacklog = 50000
-
-// sinkState is one sink's retry state. A sink that fails a write keeps
-// the records it has not taken, in order, and retries them with backoff;
-// later records queue behind them. A record's Done (which lets the log
-// position move past its line) runs only once every sink took it: the
-// position used to advance whatever Write returned, so a full disk under
-// the file sink dropped events for good.
-type sinkState struct {
-	s       Sink
-	backlog []*tracked
-	retryAt time.Time
-	backoff time.Duration
-	lastErr string
-}
-
-// tracked is a record some sinks have not taken yet.
-type tracked struct {
-	rec  collectors.Record
-	left int // sinks still to take it
-}
-
-func (a *Agent) write(ctx context.Context, batch []collectors.Record, sinks []*sinkState) {
-	var tr []tracked // made only when a sink did not take the batch
-	for _, ss := range sinks {
-		if len(ss.backlog) == 0 {
-			err := ss.s.Write(ctx, batch)
-			if err == nil {
-				continue
-			}
-			a.sinkFailed(ss, len(batch), err)
-		}
-		if tr == nil {
-			tr = make([]tracked, len(batch))
-			for i := range batch {
-				tr[i].rec = batch[i]
+				return
 			}
 		}
-		for i := range tr {
-			tr[i].left++
-			ss.backlog = append(ss.backlog, &tr[i])
-		}
-		a.trim(ss)
 	}
-	for i, rec := range batch {
-		a.stats.Records.Add(1)
-		if rec.Kind == collectors.KindEvent {
-			a.stats.Events.Add(1)
-		}
-		if tr != nil && tr[i].left > 0 {
-			continue
-		}
-		if rec.Done != nil {
-			rec.Done()
-		}
-	}
-	a.stats.LastWrite.Store(time.Now().UnixNano())
-}
-
-func (a *Agent) sinkFailed(ss *sinkState, n int, err error) {
-	a.stats.SinkErrors.Add(1)
-	if ss.backoff == 0 {
-		ss.backoff = time.Second
-		a.Log.Warn("sink write failed; keeping its records and retrying", zap.String("sink", ss.s.Name()), zap.Int("records", n), zap.Error(err))
-	} else {
-		ss.backoff = min(2*ss.backoff, 30*time.Second)
-	}
-	ss.retryAt = time.Now().Add(ss.backoff)
-	if why := err.Error(); why != ss.lastErr {
-		ss.lastErr = why
-		a.setDown("sink "+ss.s.Name(), why)
-	}
-}
-
-// retry hands a failing sink its backlog once its backoff has passed (or
-// now, when final).
-func (a *Agent) retry(ctx context.Context, sinks []*sinkState, final bool) {
-	for _, ss := range sinks {
-		if len(ss.backlog) == 0 || (!final && time.Now().Before(ss.retryAt)) {
-			continue
-		}
-		for len(ss.backlog) > 0 {
-			n := min(len(ss.backlog), maxBatch)
-			recs := make([]collectors.Record, n)
-			for i, t := range ss.backlog[:n] {
-				recs[i] = t.rec
-			}
-			if err := ss.s.Write(ctx, recs); err != nil {
-				a.sinkFailed(ss, len(ss.backlog), err)
-				break
-			}
-			for _, t := range ss.backlog[:n] {
-				if t.left--; t.left == 0 && t.rec.Done != nil {
-					t.rec.Done()
-				}
-			}
-			ss.backlog = ss.backlog[n:]
-		}
-		if len(ss.backlog) == 0 {
-			ss.backlog, ss.backoff, ss.lastErr = nil, 0, ""
-			a.setDown("sink "+ss.s.Name(), "")
-			a.Log.Info("sink writes again; its backlog was handed on", zap.String("sink", ss.s.Name()))
-		}
-	}
-}
-
-// trim drops a failing sink's oldest records beyond maxBacklog. Their Done
-// never runs, so the log position stays behind them and a restart reads
-// those lines again (the other sinks then see them twice): memory stays
-// bounded and no log line is lost. Records that are not log lines (samples)
-// are lost to this sink only, and counted.
-func (a *Agent) trim(ss *sinkState) {
-	over := len(ss.backlog) - maxBacklog
-	if over <= 0 {
-		return
-	}
-	for _, t := range ss.backlog[:over] {
-		t.left = -1 << 30 // never acknowledged
-	}
-	if a.stats.SinkDropped.Add(uint64(over)) == uint64(over) {
-		a.Log.Error("failing sink's backlog is full; dropping its oldest records (log lines stay unacknowledged and are read again at the next start)",
-			zap.String("sink", ss.s.Name()), zap.Int("max_backlog", maxBacklog))
-	}
-	ss.backlog = append(ss.backlog[:0:0], ss.backlog[over:]...)
-}
-
-// stop cancels the collectors, lets the loop hand on what is queued and
-// close the sinks, all within timeout; past it, sink contexts are cancelled
-// and stop returns regardless, so shutdown is bounded.
-func (r *running) stop(timeout time.Duration) {
-	r.cancel()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	select {
-	case <-r.loopDone:
-	case <-deadline.C:
-		r.log.Error("shutdown timed out; abandoning unflushed sinks", zap.Duration("timeout", timeout))
-		r.flushStop()
-		select {
-		case <-r.loopDone:
-		case <-time.After(time.Second):
-		}
-	}
-	r.flushStop()
 }

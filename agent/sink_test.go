@@ -26,7 +26,7 @@ func (f *fakeSink) Write(_ context.Context, b []collectors.Record) error {
 		return errors.New("write /var/lib/ec2diag/events.jsonl: no space left on device")
 	}
 	for _, r := range b {
-		f.got = append(f.got, r.Type)
+		f.got = append(f.got, string(r.Type))
 	}
 	return nil
 }
@@ -36,7 +36,7 @@ func records(from, n int, done *[]string) []collectors.Record {
 	out := make([]collectors.Record, n)
 	for i := range out {
 		name := fmt.Sprint("r", from+i)
-		out[i] = collectors.Record{Kind: collectors.KindEvent, Type: name, Done: func() { *done = append(*done, name) }}
+		out[i] = collectors.Record{Kind: collectors.KindEvent, Type: collectors.Type(name), Done: func() { *done = append(*done, name) }}
 	}
 	return out
 }
@@ -46,6 +46,7 @@ func records(from, n int, done *[]string) []collectors.Record {
 // the file sink lost the events for good.
 func TestFailedSinkHoldsTheLogPositionAndRetries(t *testing.T) {
 	a := &Agent{Log: zap.NewNop()}
+	a.defaults()
 	bad, good := &fakeSink{name: "file", fails: 3}, &fakeSink{name: "journal"}
 	states := []*sinkState{{s: bad}, {s: good}}
 	var done []string
@@ -92,6 +93,7 @@ func TestFailedSinkHoldsTheLogPositionAndRetries(t *testing.T) {
 // unacknowledged, so the lines are read again after a restart.
 func TestFailingSinkBacklogIsBounded(t *testing.T) {
 	a := &Agent{Log: zap.NewNop()}
+	a.defaults()
 	bad := &fakeSink{name: "file", fails: 1 << 30}
 	states := []*sinkState{{s: bad}}
 	var done []string

@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ec2diag/ec2diag/internal/incident"
+	"github.com/ec2diag/ec2diag/internal/evidence/store"
+
+	"github.com/ec2diag/ec2diag/internal/evidence"
 	"github.com/ec2diag/ec2diag/internal/testkit"
 )
 
@@ -17,13 +19,13 @@ import (
 // (as an earlier boot left them).
 func appendRecords(t *testing.T, state string, n int, job string) {
 	t.Helper()
-	st, err := incident.Open(state, 16<<20, 4, "boot-earlier")
+	st, err := store.Open(state, 16<<20, 4, store.Boot{ID: "boot-earlier"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
 	for i := 0; i < n; i++ {
-		if _, err := st.Append(incident.KindJobRun, "", time.Now(), map[string]any{"job": job, "cpu_seconds": float64(i)}, false); err != nil {
+		if _, err := st.Append(evidence.KindJobRun, "", time.Now(), map[string]any{"job": job, "cpu_seconds": float64(i)}, false); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -32,16 +34,16 @@ func appendRecords(t *testing.T, state string, n int, job string) {
 // appendIncident writes an incident that blamed job, as the recorder does.
 func appendIncident(t *testing.T, state, id, job string, ended bool) {
 	t.Helper()
-	st, err := incident.Open(state, 16<<20, 4, "boot-earlier")
+	st, err := store.Open(state, 16<<20, 4, store.Boot{ID: "boot-earlier"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
 	v := map[string]any{"cause": "job " + job, "jobs": []map[string]any{{"job": job, "verdict": "caused"}},
 		"top_processes": []map[string]any{{"pid": 7, "comm": "y\n<0>PANIC"}}}
-	st.Append(incident.KindOnset, id, time.Now(), map[string]any{"reasons": []string{"CPU 100% busy"}, "verdict": v}, false)
+	st.Append(evidence.KindOnset, id, time.Now(), map[string]any{"reasons": []string{"CPU 100% busy"}, "verdict": v}, false)
 	if ended {
-		st.Append(incident.KindEnd, id, time.Now().Add(time.Second), map[string]any{"verdict": v}, false)
+		st.Append(evidence.KindEnd, id, time.Now().Add(time.Second), map[string]any{"verdict": v}, false)
 	}
 }
 
@@ -75,7 +77,7 @@ func TestCloudWatchLogsOutageWithKillDeliversEachRecordOnce(t *testing.T) {
 			if err := json.Unmarshal([]byte(ev.Message), &m); err != nil {
 				t.Fatalf("event not JSON: %.200q", ev.Message)
 			}
-			if m.Kind != incident.KindJobRun {
+			if m.Kind != string(evidence.KindJobRun) {
 				continue // the agent's own records, if the machine spiked
 			}
 			if ev.Group != "/ec2diag" || ev.Stream != testkit.AEMMInstanceID || m.Instance != testkit.AEMMInstanceID || m.Job != m.Data.Job {

@@ -11,35 +11,14 @@ import (
 
 	"github.com/ec2diag/ec2diag/internal/correlate"
 	"github.com/ec2diag/ec2diag/internal/escape"
-	"github.com/ec2diag/ec2diag/internal/incident"
+	"github.com/ec2diag/ec2diag/internal/evidence"
+	"github.com/ec2diag/ec2diag/internal/evidence/store"
 	"github.com/ec2diag/ec2diag/internal/report"
 	"github.com/spf13/cobra"
 )
 
 // incidentView is the JSON contract of `ec2diag incidents --format json`.
-type incidentView struct {
-	ID      string              `json:"id"`
-	Onset   time.Time           `json:"onset"`
-	End     *time.Time          `json:"end"`
-	BootID  string              `json:"boot_id"`
-	Boot    int                 `json:"boot"` // 0 this boot, -1 the one before ...
-	Reasons []string            `json:"reasons"`
-	Cause   string              `json:"cause"`
-	Summary string              `json:"summary"`
-	Jobs    []correlate.Blame   `json:"jobs"`
-	Top     []correlate.ProcUse `json:"top_processes"`
-	// Groups ranks the services, containers, sessions and job runs of the
-	// top processes (verdict.groups of the records).
-	Groups     []correlate.GroupBlame `json:"groups,omitempty"`
-	Records    int                    `json:"records"`
-	Unfinished string                 `json:"unfinished,omitempty"`
-}
-
-type snapshotData struct {
-	Onset   time.Time         `json:"onset"`
-	Reasons []string          `json:"reasons"`
-	Verdict correlate.Verdict `json:"verdict"`
-}
+type incidentView = evidence.View
 
 func newIncidentsCmd(g *globalFlags) *cobra.Command {
 	var since time.Duration
@@ -87,72 +66,12 @@ func loadIncidents(g *globalFlags) ([]incidentView, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	recs, bad, err := incident.ReadDir(cfg.StateDir)
+	recs, bad, err := store.ReadDir(cfg.StateDir)
 	if err != nil {
 		return nil, 0, err
 	}
-	curID, curTime := incident.BootID("/proc"), incident.BootTime("/proc")
-	// Boots in the order the store saw them; this boot is 0.
-	type boot struct {
-		id string
-		t  int64
-	}
-	var boots []boot
-	for _, r := range recs {
-		if n := len(boots); n == 0 || !incident.SameBoot(boots[n-1].id, boots[n-1].t, r.BootID, r.BootTime) {
-			boots = append(boots, boot{r.BootID, r.BootTime})
-		}
-	}
-	pos := len(boots)
-	for i, b := range boots {
-		if incident.SameBoot(b.id, b.t, curID, curTime) {
-			pos = i
-		}
-	}
-	bootIndex := func(r incident.Record) int {
-		for i := len(boots) - 1; i >= 0; i-- {
-			if incident.SameBoot(boots[i].id, boots[i].t, r.BootID, r.BootTime) {
-				return i - pos
-			}
-		}
-		return 0
-	}
-	byID := map[string]*incidentView{}
-	var order []string
-	for _, r := range recs {
-		if r.Incident == "" {
-			continue
-		}
-		v, ok := byID[r.Incident]
-		if !ok {
-			v = &incidentView{ID: r.Incident, BootID: r.BootID, Boot: bootIndex(r)}
-			byID[r.Incident] = v
-			order = append(order, r.Incident)
-		}
-		v.Records++
-		var d snapshotData
-		json.Unmarshal(r.Data, &d)
-		switch r.Kind {
-		case incident.KindOnset, incident.KindSnapshot:
-			v.Onset, v.Reasons = d.Onset, d.Reasons
-			v.Cause, v.Summary, v.Jobs, v.Top, v.Groups = d.Verdict.Cause, d.Verdict.Summary, d.Verdict.Jobs, d.Verdict.Top, d.Verdict.Groups
-		case incident.KindEnd:
-			t := r.Time
-			v.End = &t
-			if d.Verdict.Cause != "" {
-				v.Cause, v.Summary, v.Jobs, v.Top, v.Groups = d.Verdict.Cause, d.Verdict.Summary, d.Verdict.Jobs, d.Verdict.Top, d.Verdict.Groups
-			}
-		}
-	}
-	var out []incidentView
-	for _, id := range order {
-		v := byID[id]
-		if v.End == nil && v.Boot != 0 {
-			v.Unfinished = "no end recorded before the machine rebooted (or the agent stopped): the spike may have hung it"
-		}
-		out = append(out, *v)
-	}
-	return out, bad, nil
+	root := g.hostRoot()
+	return evidence.Views(recs, root.BootID(), root.BootTime()), bad, nil
 }
 
 func printIncidents(w io.Writer, vs []incidentView, bad int, format string) error {
@@ -240,7 +159,7 @@ and PSI with the job runs as bands; no scripts, nothing loaded from elsewhere).`
 			if err != nil {
 				return &exitError{code: exitUsage, err: err}
 			}
-			recs, _, err := incident.ReadDir(cfg.StateDir)
+			recs, _, err := store.ReadDir(cfg.StateDir)
 			if err != nil {
 				return &exitError{code: exitFailure, err: err}
 			}

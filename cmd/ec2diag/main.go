@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/ec2diag/ec2diag/internal/hostfs"
 	"github.com/spf13/cobra"
 )
 
@@ -56,6 +57,17 @@ type globalFlags struct {
 	stateDir   string
 	logLevel   string
 	logFormat  string
+	// root is where the host's /proc, /sys and files are: the running
+	// host, or a fixture tree (--host-root, for tests and containers).
+	root string
+}
+
+// hostRoot is the host the subcommands look at.
+func (g *globalFlags) hostRoot() hostfs.Root {
+	if g.root == "" {
+		return hostfs.Default()
+	}
+	return hostfs.At(g.root)
 }
 
 func newRoot() *cobra.Command {
@@ -77,6 +89,8 @@ Run "ec2diag run" as the daemon (the .deb installs a systemd unit for it).`,
 	pf.StringVar(&g.stateDir, "state-dir", "", "state directory (overrides state_dir in the config)")
 	pf.StringVar(&g.logLevel, "log-level", "", "log level: debug, info, warn, error (overrides log.level)")
 	pf.StringVar(&g.logFormat, "log-format", "", "log output: auto, journal, console, json (overrides log.format)")
+	pf.StringVar(&g.root, "host-root", "", "a directory holding the host's proc/, sys/ and files, read instead of the running host's (fixture trees, containers)")
+	pf.MarkHidden("host-root")
 	root.AddCommand(newRunCmd(g), newVersionCmd(), newConfigCmd(g), newTailCmd(g), newAnalyzeCmd(g), newIncidentsCmd(g), newHealthCmd(g), newAlarmCmd(g), newDashboardCmd(g), newCheckCmd(g), newFleetCmd(g))
 	return root
 }

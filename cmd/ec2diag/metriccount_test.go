@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ec2diag/ec2diag/agent"
 	"github.com/ec2diag/ec2diag/collectors"
 	"github.com/ec2diag/ec2diag/internal/config"
 	"github.com/ec2diag/ec2diag/internal/metrics"
@@ -30,7 +31,7 @@ func everything(t0 time.Time, minute int) []collectors.Record {
 		{Time: at, Kind: collectors.KindSample, Source: "instancecheck", Metrics: map[string]float64{"fail": 0}},
 		{Time: at, Kind: collectors.KindEvent, Type: "spike", Dims: map[string]string{"job": "job-3"}},
 	}
-	for _, ev := range []string{"oom_kill", "hung_task", "soft_lockup", "rcu_stall", "ena_event", "resume"} {
+	for _, ev := range []collectors.Type{"oom_kill", "hung_task", "soft_lockup", "rcu_stall", "ena_event", "resume"} {
 		recs = append(recs, collectors.Record{Time: at, Kind: collectors.KindEvent, Type: ev})
 	}
 	for j := 0; j < 30; j++ {
@@ -67,7 +68,7 @@ func publish(t *testing.T, cfg config.Config) map[string]bool {
 	}
 	cw := cfg.CloudWatch
 	cw.Period = config.Duration(time.Second) // a minute scaled down
-	agg := metrics.New(aggOptions(cw, []metrics.Dim{{Name: "InstanceId", Value: "i-0123456789abcdef0"}}))
+	agg := metrics.New(agent.AggOptions(cw, []metrics.Dim{{Name: "InstanceId", Value: "i-0123456789abcdef0"}}))
 	s := cwsink.New(cwsink.Options{Namespace: "EC2DiagCount", API: cwsink.NewClient(awsCfg, fake.URL), Agg: agg, Spool: sp, Period: time.Second,
 		RequestTimeout: 5 * time.Second, Log: zap.NewNop()})
 	t0 := time.Now().Truncate(time.Second)

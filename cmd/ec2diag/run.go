@@ -3,13 +3,14 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
 	"github.com/ec2diag/ec2diag/agent"
+	"github.com/ec2diag/ec2diag/internal/checks"
+	"github.com/ec2diag/ec2diag/internal/clock"
 	"github.com/ec2diag/ec2diag/internal/config"
 	"github.com/ec2diag/ec2diag/internal/imds"
 	"github.com/ec2diag/ec2diag/internal/logging"
@@ -93,30 +94,32 @@ func runAgent(ctx context.Context, g *globalFlags, print bool) error {
 		go checkCredentials(ctx, cfg, log)
 	}
 	notifier := sdnotify.Notifier{OnError: func(err error) { log.Debug("sd_notify failed", zap.Error(err)) }}
-	res := &resources{}
-	defer res.Close()
+	deps := agent.Deps{Log: log, Root: g.hostRoot(), Clock: clock.Real{}, Identity: id,
+		Checks: func(ctx context.Context, c config.Config) []checks.Result {
+			return checks.Run(ctx, checkEnv(ctx, c, *id))
+		}}
+	if print {
+		deps.Print = os.Stdout
+	}
+	sys, err := agent.Build(ctx, cfg, deps)
+	if err != nil {
+		log.Error("agent failed", zap.Error(err))
+		return &exitError{code: exitFailure, err: err}
+	}
 	a := &agent.Agent{
 		Log:              log,
 		Notify:           notifier,
 		Mode:             mode,
-		Essential:        []string{"recorder"},
 		WatchdogInterval: sdnotify.WatchdogInterval(),
 		ShutdownTimeout:  cfg.ShutdownTimeout.D(),
-		Build:            builder(log, print, id, res),
-		Reload: func() (config.Config, error) {
-			c, err := loadConfig(g)
-			if err == nil && c.StateDir != cfg.StateDir {
-				err = fmt.Errorf("state_dir cannot change on reload (%s -> %s); restart the agent", cfg.StateDir, c.StateDir)
-			}
-			return c, err
-		},
+		Reload:           func() (config.Config, error) { return loadConfig(g) },
 		OnConfig: func(c config.Config) {
 			if err := level.UnmarshalText([]byte(c.Log.Level)); err != nil {
 				log.Warn("log level not changed", zap.Error(err))
 			}
 		},
 	}
-	if err := a.Run(ctx, cfg, hup); err != nil {
+	if err := a.Run(ctx, sys, hup); err != nil {
 		log.Error("agent failed", zap.Error(err))
 		return &exitError{code: exitFailure, err: err}
 	}

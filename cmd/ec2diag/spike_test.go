@@ -11,8 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ec2diag/ec2diag/internal/evidence/store"
+
 	"github.com/ec2diag/ec2diag/internal/correlate"
-	"github.com/ec2diag/ec2diag/internal/incident"
+	"github.com/ec2diag/ec2diag/internal/evidence"
 	"github.com/ec2diag/ec2diag/internal/testkit"
 )
 
@@ -230,9 +232,9 @@ func TestSpikeBlamesJobAndProcess(t *testing.T) {
 		t.Errorf("job peak RSS %d, want the 300 MiB python3 counted", peak)
 	}
 	// Within two sampling intervals of onset (plus the test's polling).
-	recs, _, _ := incident.ReadDir(e.state)
+	recs, _, _ := store.ReadDir(e.state)
 	for _, r := range recs {
-		if r.Kind == incident.KindOnset {
+		if r.Kind == evidence.KindOnset {
 			if d := r.Time.Sub(v.Onset); d > 2*spikeInterval+300*time.Millisecond {
 				t.Errorf("onset recorded %s after the spike began; want within two intervals", d)
 			}
@@ -299,7 +301,7 @@ func TestOverlappingJobsBlameTheRightOne(t *testing.T) {
 	time.Sleep(spikeInterval)
 	e.job("/opt/etl/load.sh", burn2)
 	v := e.waitAttributed("load.sh", 20*time.Second)
-	var sa *string
+	var sa *correlate.Judgement
 	for _, j := range v.Jobs {
 		if j.Job == "debian-sa1" {
 			sa = &j.Verdict
@@ -324,9 +326,9 @@ func TestJobWithoutSpikeGetsSummary(t *testing.T) {
 	c.Wait()
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
-		recs, _, _ := incident.ReadDir(e.state)
+		recs, _, _ := store.ReadDir(e.state)
 		for _, r := range recs {
-			if r.Kind == incident.KindJobRun && strings.Contains(string(r.Data), `"job":"true-ish"`) {
+			if r.Kind == evidence.KindJobRun && strings.Contains(string(r.Data), `"job":"true-ish"`) {
 				// Other load on the machine may spike; the idle job must
 				// never be blamed for it.
 				for _, v := range e.incidents() {
@@ -386,7 +388,7 @@ func TestReloadKeepsTheIncidentInProgress(t *testing.T) {
 			t.Errorf("the reload began a second incident for the same burner: %+v", x)
 		}
 	}
-	recs, bad, err := incident.ReadDir(e.state)
+	recs, bad, err := store.ReadDir(e.state)
 	if err != nil || bad != 0 {
 		t.Fatalf("store: %v, %d damaged", err, bad)
 	}

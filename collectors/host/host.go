@@ -7,18 +7,19 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"time"
 
 	"github.com/ec2diag/ec2diag/collectors"
+	"github.com/ec2diag/ec2diag/internal/clock"
 	"github.com/shirou/gopsutil/v3/common"
 	"github.com/shirou/gopsutil/v3/cpu"
 	"github.com/shirou/gopsutil/v3/mem"
 )
 
-// Collector emits a "host" sample every Interval.
+// Collector reads host samples for the flight recorder, which decides
+// when.
 type Collector struct {
-	Interval time.Duration
-	ProcRoot string // "" = /proc
+	ProcRoot string      // "" = /proc
+	Clock    clock.Clock // nil = the system clock
 	prev     *cpu.TimesStat
 }
 
@@ -35,7 +36,7 @@ func (c *Collector) ctx(ctx context.Context) context.Context {
 // two readings) and reports memory only.
 func (c *Collector) Sample(ctx context.Context) (collectors.Record, error) {
 	ctx = c.ctx(ctx)
-	r := collectors.Record{Time: time.Now(), Kind: collectors.KindSample, Source: "host", Type: "host", Metrics: map[string]float64{}}
+	r := collectors.Record{Time: clock.Or(c.Clock).Now(), Kind: collectors.KindSample, Source: collectors.SourceHost, Type: collectors.TypeHost, Metrics: map[string]float64{}}
 	ts, err := cpu.TimesWithContext(ctx, false)
 	if err != nil || len(ts) == 0 {
 		return r, fmt.Errorf("read cpu times: %v", err)
@@ -65,28 +66,4 @@ func (c *Collector) Sample(ctx context.Context) (collectors.Record, error) {
 		r.Metrics["swap_used_pct"] = 100 * float64(vm.SwapTotal-vm.SwapFree) / float64(vm.SwapTotal)
 	}
 	return r, nil
-}
-
-func (c *Collector) Run(ctx context.Context, e collectors.Emitter) error {
-	t := time.NewTicker(c.Interval)
-	defer t.Stop()
-	first := true
-	for {
-		r, err := c.Sample(ctx)
-		if err != nil {
-			return err
-		}
-		if err := e.Emit(ctx, r); err != nil {
-			return nil
-		}
-		if first {
-			e.Ready()
-			first = false
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
 }

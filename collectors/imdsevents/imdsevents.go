@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ec2diag/ec2diag/collectors"
+	"github.com/ec2diag/ec2diag/internal/clock"
 )
 
 // Getter reads an IMDS meta-data path; found=false is a 404 (nothing
@@ -19,9 +20,12 @@ import (
 type Getter func(ctx context.Context, path string) (value string, found bool, err error)
 
 // Collector polls every Interval (AWS suggests every 5 s for spot notices).
+// What it saw lives in the value: run again after a reload, it does not
+// announce the same notices twice.
 type Collector struct {
 	Get      Getter
 	Interval time.Duration
+	Clock    clock.Clock
 	seen     map[string]bool
 	errors   int
 }
@@ -37,23 +41,28 @@ type Notice struct {
 	Message  string
 }
 
+// Update takes a reloaded interval from the next poll on.
+func (c *Collector) Update(interval time.Duration) { c.Interval = interval }
+
 func (c *Collector) Run(ctx context.Context, e collectors.Emitter) error {
-	c.seen = map[string]bool{}
+	if c.seen == nil {
+		c.seen = map[string]bool{}
+	}
 	if c.Interval <= 0 {
 		c.Interval = 5 * time.Second
 	}
-	first := true
-	for {
-		now := time.Now()
+	return collectors.Periodic{Interval: c.Interval, Clock: c.Clock}.Run(ctx, e, func(ctx context.Context, now time.Time) error {
 		ns, m, err := c.Poll(ctx)
 		if ctx.Err() != nil {
-			return nil // a poll cut short by shutdown says nothing
+			return ctx.Err() // a poll cut short by shutdown says nothing
 		}
 		if err != nil {
 			c.errors++
 			if c.errors == 1 || c.errors%720 == 0 { // once, then hourly at 5 s
-				e.Emit(ctx, collectors.Record{Time: now, Kind: collectors.KindEvent, Source: "imdsevents", Type: "imds_error",
-					Message: "cannot read instance notices from IMDS: " + err.Error(), Dims: map[string]string{"level": "warn"}})
+				if err := e.Emit(ctx, collectors.Record{Time: now, Kind: collectors.KindEvent, Source: collectors.SourceIMDSEvents, Type: collectors.TypeIMDSError,
+					Message: "cannot read instance notices from IMDS: " + err.Error(), Dims: map[string]string{"level": "warn"}}); err != nil {
+					return err
+				}
 			}
 		}
 		for _, n := range ns {
@@ -65,22 +74,16 @@ func (c *Collector) Run(ctx context.Context, e collectors.Emitter) error {
 				continue
 			}
 			c.seen[key] = true
-			e.Emit(ctx, collectors.Record{Time: now, Kind: collectors.KindEvent, Source: "imdsevents", Type: n.Kind, Message: n.Message,
-				Dims: map[string]string{"level": "warn", "action": n.Action, "deadline": n.Deadline, "event_id": n.ID}})
+			if err := e.Emit(ctx, collectors.Record{Time: now, Kind: collectors.KindEvent, Source: collectors.SourceIMDSEvents, Type: collectors.Type(n.Kind), Message: n.Message,
+				Dims: map[string]string{"level": "warn", "action": n.Action, "deadline": n.Deadline, "event_id": n.ID}}); err != nil {
+				return err
+			}
 		}
 		if m != nil {
-			e.Emit(ctx, collectors.Record{Time: now, Kind: collectors.KindSample, Source: "imdsevents", Type: "imdsevents", Metrics: m})
+			return e.Emit(ctx, collectors.Record{Time: now, Kind: collectors.KindSample, Source: collectors.SourceIMDSEvents, Type: collectors.TypeIMDSEvents, Metrics: m})
 		}
-		if first {
-			e.Ready()
-			first = false
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(c.Interval):
-		}
-	}
+		return nil
+	})
 }
 
 // Poll reads the three paths once.
@@ -110,7 +113,7 @@ func (c *Collector) Poll(ctx context.Context) ([]Notice, map[string]float64, err
 			// lacking its fields is a notice, said without the missing parts.
 			when := "at an unknown time"
 			if ia.Time != "" {
-				when = fmt.Sprintf("at %s (%s from now)", ia.Time, until(ia.Time))
+				when = fmt.Sprintf("at %s (%s from now)", ia.Time, until(ia.Time, clock.Or(c.Clock).Now()))
 			}
 			out = append(out, Notice{Kind: "spot_interruption", Action: ia.Action, Deadline: ia.Time,
 				Message: fmt.Sprintf("spot interruption notice: the instance will be %s %s", pastTense(ia.Action), when)})
@@ -170,10 +173,10 @@ func pastTense(a string) string {
 	return a
 }
 
-func until(ts string) string {
+func until(ts string, now time.Time) string {
 	t, err := time.Parse(time.RFC3339, ts)
 	if err != nil {
 		return "unknown time"
 	}
-	return time.Until(t).Round(time.Second).String()
+	return t.Sub(now).Round(time.Second).String()
 }

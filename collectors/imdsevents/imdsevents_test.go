@@ -33,7 +33,7 @@ func (r *rec) events(typ string) (n int, last collectors.Record) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, x := range r.rs {
-		if x.Type == typ {
+		if string(x.Type) == typ {
 			n++
 			last = x
 		}

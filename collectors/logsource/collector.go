@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/ec2diag/ec2diag/collectors"
+	"github.com/ec2diag/ec2diag/internal/clock"
 )
 
 // Recognizer turns one entry into events (job runs, OOM kills ...); it is
@@ -20,6 +21,7 @@ type Collector struct {
 	Recognize Recognizer // nil: count lines only
 	// StatsInterval is how often the source's counters go out as a sample.
 	StatsInterval time.Duration
+	Clock         clock.Clock
 }
 
 func (c *Collector) Name() string { return "logsource" }
@@ -65,7 +67,7 @@ func (c *Collector) Run(ctx context.Context, e collectors.Emitter) error {
 			return err
 		case <-t.C:
 			st := c.Source.Stats()
-			e.Emit(ctx, collectors.Record{Time: time.Now(), Kind: collectors.KindSample, Source: "logsource", Type: "logsource", Metrics: map[string]float64{
+			e.Emit(ctx, collectors.Record{Time: clock.Or(c.Clock).Now(), Kind: collectors.KindSample, Source: collectors.SourceLog, Type: collectors.TypeLogSource, Metrics: map[string]float64{
 				"lines_read": float64(st.Lines), "lines_unparsed": float64(st.Unparsed), "lines_truncated": float64(st.Truncated),
 				"rotations": float64(st.Rotations), "truncations": float64(st.Truncations), "gaps": float64(st.Gaps), "open_errors": float64(st.OpenErrors),
 			}})

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ec2diag/ec2diag/internal/clock"
 	"github.com/ec2diag/ec2diag/internal/syslog"
 	"github.com/ec2diag/ec2diag/internal/tail"
 	"go.uber.org/zap"
@@ -53,6 +54,9 @@ type Options struct {
 	PollInterval    time.Duration
 	MaxLineBytes    int
 	Log             *zap.Logger
+	// Clock dates what has no date of its own (the year of traditional
+	// timestamps); nil is the system clock.
+	Clock clock.Clock
 }
 
 // Source follows the configured files or the journal.
@@ -81,6 +85,9 @@ func New(o Options) *Source {
 	}
 	return s
 }
+
+// Journal reports whether the source reads the journal (not files).
+func (s *Source) Journal() bool { return s.journal != nil }
 
 // Stats sums the followers' counters.
 type Stats struct {
@@ -147,7 +154,7 @@ func (s *Source) Run(ctx context.Context, h Handler) error {
 					cancel()
 				}
 			}()
-			p := &syslog.Parser{Location: s.o.Location, Anchor: anchor(path)}
+			p := &syslog.Parser{Location: s.o.Location, Anchor: anchor(path, clock.Or(s.o.Clock).Now())}
 			entries := make([]Entry, 0, 64)
 			err := f.Run(ctx, func(b []tail.Line, ack func()) error {
 				entries = entries[:0]
@@ -180,9 +187,9 @@ func (s *Source) Run(ctx context.Context, h Handler) error {
 
 // anchor is the time the year of traditional timestamps is inferred from:
 // the file's mtime when it exists (an old file read later), else now.
-func anchor(path string) time.Time {
-	if fi, err := os.Stat(path); err == nil && time.Since(fi.ModTime()) > time.Hour {
+func anchor(path string, now time.Time) time.Time {
+	if fi, err := os.Stat(path); err == nil && now.Sub(fi.ModTime()) > time.Hour {
 		return fi.ModTime()
 	}
-	return time.Now()
+	return now
 }

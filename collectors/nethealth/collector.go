@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ec2diag/ec2diag/collectors"
+	"github.com/ec2diag/ec2diag/internal/clock"
 	"github.com/ec2diag/ec2diag/internal/ethtool"
 	"golang.org/x/sys/unix"
 )
@@ -36,12 +37,18 @@ func EthtoolStats() (StatsFunc, func(), error) {
 }
 
 // Collector checks every Interval, emits per-device figures and deltas as
-// samples, and an event only when a device's state changes.
+// samples, and an event only when a device's state changes. The checker's
+// counter history and the states live in the value, across reloads; the
+// checker is closed by its owner.
 type Collector struct {
 	Checker  *Checker
 	Interval time.Duration
+	Clock    clock.Clock
 	states   map[string]string
 }
+
+// Update takes a reloaded interval.
+func (c *Collector) Update(interval time.Duration) { c.Interval = interval }
 
 func (c *Collector) Name() string { return "nethealth" }
 
@@ -56,12 +63,10 @@ var published = map[string]bool{
 }
 
 func (c *Collector) Run(ctx context.Context, e collectors.Emitter) error {
-	c.states = map[string]string{}
-	defer c.Checker.Close()
-	t := time.NewTicker(c.Interval)
-	defer t.Stop()
-	for first := true; ; first = false {
-		now := time.Now()
+	if c.states == nil {
+		c.states = map[string]string{}
+	}
+	return collectors.Periodic{Interval: c.Interval, Clock: c.Clock}.Run(ctx, e, func(ctx context.Context, now time.Time) error {
 		for _, d := range c.Checker.Check() {
 			m := map[string]float64{"healthy": 0}
 			if d.State == OK {
@@ -78,8 +83,8 @@ func (c *Collector) Run(ctx context.Context, e collectors.Emitter) error {
 				}
 			}
 			dims := map[string]string{"iface": d.Name, "kind": d.Kind}
-			if err := e.Emit(ctx, collectors.Record{Time: now, Kind: collectors.KindSample, Source: "nethealth", Type: d.Kind, Metrics: m, Dims: dims}); err != nil {
-				return nil
+			if err := e.Emit(ctx, collectors.Record{Time: now, Kind: collectors.KindSample, Source: collectors.SourceNetHealth, Type: collectors.Type(d.Kind), Metrics: m, Dims: dims}); err != nil {
+				return err
 			}
 			key := d.Kind + "/" + d.Name
 			if prev, ok := c.states[key]; (!ok && d.State != OK) || (ok && prev != d.State) {
@@ -87,21 +92,16 @@ func (c *Collector) Run(ctx context.Context, e collectors.Emitter) error {
 				if d.State != OK {
 					lvl = "warn"
 				}
-				e.Emit(ctx, collectors.Record{Time: now, Kind: collectors.KindEvent, Source: "nethealth", Type: "nic_state",
+				if err := e.Emit(ctx, collectors.Record{Time: now, Kind: collectors.KindEvent, Source: collectors.SourceNetHealth, Type: collectors.TypeNICState,
 					Message: d.Kind + " " + d.Name + " is " + d.State + reasonsSuffix(d.Reasons),
-					Dims:    map[string]string{"iface": d.Name, "kind": d.Kind, "state": d.State, "level": lvl}})
+					Dims:    map[string]string{"iface": d.Name, "kind": d.Kind, "state": d.State, "level": lvl}}); err != nil {
+					return err
+				}
 			}
 			c.states[key] = d.State
 		}
-		if first {
-			e.Ready()
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
+		return nil
+	})
 }
 
 func reasonsSuffix(r []string) string {

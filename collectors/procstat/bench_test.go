@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ec2diag/ec2diag/internal/hostfs"
 	"github.com/shirou/gopsutil/v3/process"
 )
 
@@ -41,7 +42,7 @@ func cpuTime() time.Duration {
 // BenchmarkTick is one sampling tick of the agent's process table.
 func BenchmarkTick(b *testing.B) {
 	spawn(b, 2000)
-	s := NewSampler("/proc")
+	s := NewSampler(hostfs.Default(), nil)
 	buf := make([]ProcUse, 0, 4096)
 	s.Tick(time.Now(), buf[:0])
 	b.ReportAllocs()

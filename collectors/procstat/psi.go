@@ -66,6 +66,13 @@ func WatchPSI(ctx context.Context, procRoot, resource, trigger string, wake chan
 	if err != nil {
 		return false
 	}
+	// Only procfs files take triggers: a plain file (a fixture tree)
+	// accepts the write and then polls ready at once, for ever.
+	var fs unix.Statfs_t
+	if unix.Fstatfs(fd, &fs) != nil || fs.Type != unix.PROC_SUPER_MAGIC {
+		unix.Close(fd)
+		return false
+	}
 	if _, err := unix.Write(fd, append([]byte(trigger), 0)); err != nil {
 		unix.Close(fd)
 		return false

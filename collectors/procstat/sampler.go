@@ -10,8 +10,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ec2diag/ec2diag/internal/clock"
 	"github.com/ec2diag/ec2diag/internal/escape"
-	"github.com/ec2diag/ec2diag/internal/incident"
+	"github.com/ec2diag/ec2diag/internal/hostfs"
 	"github.com/ec2diag/ec2diag/internal/procinfo"
 )
 
@@ -42,7 +43,7 @@ type JobRun struct {
 	// LogEnded is the end a log line gave; it is taken only once none of
 	// the run's processes is left.
 	LogEnded time.Time
-	lastLive time.Time // last sample that found one of its processes
+	LastLive time.Time // last sample that found one of its processes
 	CPUSec   float64   // accumulated over its life
 	Peak     int64     // peak RSS of its processes together
 	Procs    int       // processes seen
@@ -82,7 +83,7 @@ type procState struct {
 
 // Sampler keeps per-process state between scans.
 type Sampler struct {
-	Root     string
+	Root     string // the proc root
 	scanner  *Scanner
 	procs    map[Key]*procState
 	byPID    map[int]Key
@@ -110,20 +111,21 @@ type Sampler struct {
 	info   procinfo.Reader
 }
 
-// NewSampler reads boot time once (identity uses ticks since boot).
-func NewSampler(root string) *Sampler {
-	s := &Sampler{Root: root, scanner: NewScanner(root), procs: map[Key]*procState{}, byPID: map[int]Key{}, pageSize: int64(os.Getpagesize()),
-		TrustedParents: DefaultTrustedParents, info: procinfo.Reader{Proc: root, Root: "/"}}
-	s.bootTime = readBootTime(root)
+// NewSampler reads boot time once (identity uses ticks since boot); a host
+// whose boot time cannot be read counts from now (clk).
+func NewSampler(root hostfs.Root, clk clock.Clock) *Sampler {
+	root = root.OrDefault()
+	s := &Sampler{Root: root.Proc, scanner: NewScanner(root.Proc), procs: map[Key]*procState{}, byPID: map[int]Key{}, pageSize: int64(os.Getpagesize()),
+		TrustedParents: DefaultTrustedParents, info: procinfo.Reader{Proc: root.Proc, Root: root.FS}}
+	s.bootTime = clock.Or(clk).Now()
+	if bt := root.BootTime(); bt > 0 {
+		s.bootTime = time.Unix(bt, 0)
+	}
 	return s
 }
 
-func readBootTime(root string) time.Time {
-	if bt := incident.BootTime(root); bt > 0 {
-		return time.Unix(bt, 0)
-	}
-	return time.Now()
-}
+// BootTime is when the host booted.
+func (s *Sampler) BootTime() time.Time { return s.bootTime }
 
 // StartTime converts a process start in ticks to wall time.
 func (s *Sampler) StartTime(ticks uint64) time.Time {
@@ -157,16 +159,16 @@ func (s *Sampler) AddJob(r *JobRun) bool {
 	return true
 }
 
-// earlyScans is how many scans a run's process may take to call setsid()
+// EarlyScans is how many scans a run's process may take to call setsid()
 // before the line counts as refuted.
-const earlyScans = 3
+const EarlyScans = 3
 
 // check verifies r's line against the process table, again at each scan
 // while its process has not yet called setsid().
 func (s *Sampler) check(r *JobRun) {
 	why, refuted, early := s.Verify(r.PID, r.Start)
 	if early {
-		if r.early++; r.early <= earlyScans {
+		if r.early++; r.early <= EarlyScans {
 			return
 		}
 		why = fmt.Sprintf("pid %d, a child of cron, did not become a session leader", r.PID)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ec2diag/ec2diag/internal/hostfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -48,7 +49,7 @@ func orphanScenario(t *testing.T, how string) (reaper, total, yes float64) {
 	if how == "parent exits first" {
 		sh.Wait() // yes is now this process's child
 	}
-	s := NewSampler("/proc")
+	s := NewSampler(hostfs.Default(), nil)
 	s.Tick(time.Now(), nil)
 	// Until yes has been seen using a second's CPU, not for a second: on
 	// a busy machine it gets less than a core.
@@ -99,7 +100,7 @@ func TestUnseenShortChildrenCountForTheirParent(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sh.Process.Kill()
-	s := NewSampler("/proc")
+	s := NewSampler(hostfs.Default(), nil)
 	s.Tick(time.Now(), nil)
 	in.Write([]byte("go\n"))
 	var got float64
@@ -125,7 +126,7 @@ func TestParentNotChargedTwiceForAWatchedChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { sh.Process.Kill(); sh.Wait() }()
-	s := NewSampler("/proc")
+	s := NewSampler(hostfs.Default(), nil)
 	s.Tick(time.Now(), nil)
 	in.Write([]byte("go\n"))
 	var shell, total float64
@@ -158,7 +159,7 @@ func TestJobThatEndsBetweenScansKeepsItsCPU(t *testing.T) {
 	if err != nil {
 		t.Fatalf("job pid %q: %v", line, err)
 	}
-	s := NewSampler("/proc")
+	s := NewSampler(hostfs.Default(), nil)
 	s.TrustedParents = []string{"sh"} // the outer shell plays cron's child
 	run := &JobRun{ID: "r1", Job: "burn", PID: jobPID, Start: time.Now()}
 	s.AddJob(run)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ec2diag/ec2diag/collectors"
+	"github.com/ec2diag/ec2diag/internal/clock"
 	"golang.org/x/sys/unix"
 )
 
@@ -31,6 +32,8 @@ type Collector struct {
 	Interval time.Duration
 	// Threshold: smaller changes are scheduling noise (default 2 s).
 	Threshold time.Duration
+	Clock     clock.Clock
+	d         *Detector
 }
 
 func (c *Collector) Name() string { return "suspend" }
@@ -71,29 +74,26 @@ func (c *Collector) Run(ctx context.Context, e collectors.Emitter) error {
 	if c.Interval <= 0 {
 		c.Interval = 5 * time.Second
 	}
-	d := &Detector{Threshold: c.Threshold}
-	if d.Threshold <= 0 {
-		d.Threshold = 2 * time.Second
-	}
-	d.Observe(c.Clocks())
-	e.Ready()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(c.Interval):
+	if c.d == nil {
+		c.d = &Detector{Threshold: c.Threshold}
+		if c.d.Threshold <= 0 {
+			c.d.Threshold = 2 * time.Second
 		}
-		ch := d.Observe(c.Clocks())
-		now := time.Now()
+	}
+	return collectors.Periodic{Interval: c.Interval, Clock: c.Clock}.Run(ctx, e, func(ctx context.Context, now time.Time) error {
+		ch := c.d.Observe(c.Clocks())
 		if ch.Slept > 0 {
-			e.Emit(ctx, collectors.Record{Time: now, Kind: collectors.KindEvent, Source: "suspend", Type: "resume",
+			if err := e.Emit(ctx, collectors.Record{Time: now, Kind: collectors.KindEvent, Source: collectors.SourceSuspend, Type: collectors.TypeResume,
 				Message: fmt.Sprintf("resumed after %s suspended (hibernation): the gap is sleep, not a hang", ch.Slept.Round(time.Second)),
-				Dims:    map[string]string{"level": "warn", "slept": ch.Slept.Round(time.Millisecond).String()}})
+				Dims:    map[string]string{"level": "warn", "slept": ch.Slept.Round(time.Millisecond).String()}}); err != nil {
+				return err
+			}
 		}
 		if ch.Stepped != 0 {
-			e.Emit(ctx, collectors.Record{Time: now, Kind: collectors.KindEvent, Source: "suspend", Type: "clock_step",
+			return e.Emit(ctx, collectors.Record{Time: now, Kind: collectors.KindEvent, Source: collectors.SourceSuspend, Type: collectors.TypeClockStep,
 				Message: fmt.Sprintf("wall clock stepped by %s (NTP or manual): log times around %s are not comparable", ch.Stepped.Round(time.Millisecond), now.Format(time.RFC3339)),
 				Dims:    map[string]string{"level": "warn", "step": ch.Stepped.Round(time.Millisecond).String()}})
 		}
-	}
+		return nil
+	})
 }

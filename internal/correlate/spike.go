@@ -5,7 +5,6 @@
 package correlate
 
 import (
-	"fmt"
 	"time"
 )
 
@@ -66,19 +65,19 @@ type Detector struct {
 	lowRun  int
 	first   time.Time // first high sample of the current run
 	onset   time.Time
-	Reasons []string // why the current spike is a spike
+	Reasons []Reason // why the current spike is a spike, one per kind
 }
 
-func (d *Detector) high(h Host) []string {
-	var r []string
+func (d *Detector) high(h Host) []Reason {
+	var r []Reason
 	if h.CPUBusy >= d.T.CPUHigh && (d.active || !h.Booting) {
-		r = append(r, fmt.Sprintf("CPU %.0f%% busy", h.CPUBusy))
+		r = append(r, Reason{ReasonCPU, h.CPUBusy})
 	}
 	if h.memKnown() && h.MemAvailPct <= d.T.MemAvailLow {
-		r = append(r, fmt.Sprintf("memory available %.1f%%", h.MemAvailPct))
+		r = append(r, Reason{ReasonMemAvailable, h.MemAvailPct})
 	}
 	if d.T.PSIMemFull > 0 && h.PSIMemFull >= d.T.PSIMemFull {
-		r = append(r, fmt.Sprintf("memory pressure (PSI full) %.0f%%", h.PSIMemFull))
+		r = append(r, Reason{ReasonMemPressure, h.PSIMemFull})
 	}
 	return r
 }
@@ -137,20 +136,12 @@ func (d *Detector) Observe(h Host) Transition {
 }
 
 // mergeReasons keeps one reason per kind, the latest figure.
-func mergeReasons(old, cur []string) []string {
-	kind := func(s string) string {
-		for i := 0; i < len(s); i++ {
-			if s[i] >= '0' && s[i] <= '9' {
-				return s[:i]
-			}
-		}
-		return s
-	}
-	out := append([]string(nil), cur...)
+func mergeReasons(old, cur []Reason) []Reason {
+	out := append([]Reason(nil), cur...)
 	for _, o := range old {
 		found := false
 		for _, c := range cur {
-			if kind(c) == kind(o) {
+			if c.Kind == o.Kind {
 				found = true
 			}
 		}

@@ -68,7 +68,7 @@ func TestDetectorTransitions(t *testing.T) {
 			if onset != c.onsetAt {
 				t.Errorf("onset back-dated to sample %d, want %d", onset, c.onsetAt)
 			}
-			if c.reason != "" && !contains(d.Reasons, c.reason) {
+			if c.reason != "" && !contains(Strings(d.Reasons), c.reason) {
 				t.Errorf("reasons %q lack %q", d.Reasons, c.reason)
 			}
 		})
@@ -82,7 +82,7 @@ func TestReasonsKeepOnePerKind(t *testing.T) {
 		d.Observe(h)
 	}
 	want := []string{"memory available 3.0%", "CPU 99% busy"}
-	if strings.Join(d.Reasons, "|") != strings.Join(want, "|") {
+	if strings.Join(Strings(d.Reasons), "|") != strings.Join(want, "|") {
 		t.Errorf("reasons %q, want %q", d.Reasons, want)
 	}
 }

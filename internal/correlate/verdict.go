@@ -72,20 +72,20 @@ type GroupBlame struct {
 	// RSSGrowth sums its processes' growth; GrowthShare is its part of
 	// the growth of all top processes, the share a memory spike's
 	// verdict uses when memory grew (MinGrowth).
-	RSSGrowth   int64   `json:"rss_growth_bytes,omitempty"`
-	GrowthShare float64 `json:"growth_share,omitempty"`
-	Processes   int     `json:"processes"`
-	Verdict     string  `json:"verdict"` // caused, contributed, coincident
+	RSSGrowth   int64     `json:"rss_growth_bytes,omitempty"`
+	GrowthShare float64   `json:"growth_share,omitempty"`
+	Processes   int       `json:"processes"`
+	Verdict     Judgement `json:"verdict"` // caused, contributed, coincident
 }
 
 // Blame is the verdict on one job run.
 type Blame struct {
 	RunUse
-	CPUShare   float64 `json:"cpu_share"`
-	MemShare   float64 `json:"mem_share"`
-	Confidence float64 `json:"confidence"`
-	Verdict    string  `json:"verdict"` // caused, contributed, coincident, unverified
-	Reason     string  `json:"reason"`
+	CPUShare   float64   `json:"cpu_share"`
+	MemShare   float64   `json:"mem_share"`
+	Confidence float64   `json:"confidence"`
+	Verdict    Judgement `json:"verdict"` // caused, contributed, coincident, unverified
+	Reason     string    `json:"reason"`
 }
 
 // Verdict is the correlation of one spike.
@@ -160,16 +160,16 @@ func Decide(onset time.Time, window time.Duration, runs []RunUse, procs []ProcUs
 		switch {
 		case r.Unverified != "":
 			b.Confidence = 0
-			b.Verdict = "unverified"
+			b.Verdict = Unverified
 			b.Reason = fmt.Sprintf("%s %s, but its log line is not confirmed by the process table (%s): not blamed", r.Job, when, r.Unverified)
 		case b.Confidence >= 0.5:
-			b.Verdict = "caused"
+			b.Verdict = Caused
 			b.Reason = fmt.Sprintf("%s %s and used %.0f%% of the CPU and %.0f%% of the memory of the busiest processes", r.Job, when, 100*b.CPUShare, 100*b.MemShare)
 		case b.Confidence >= 0.1:
-			b.Verdict = "contributed"
+			b.Verdict = Contributed
 			b.Reason = fmt.Sprintf("%s %s and used %.0f%% of the CPU", r.Job, when, 100*b.CPUShare)
 		default:
-			b.Verdict = "coincident"
+			b.Verdict = Coincident
 			b.Reason = fmt.Sprintf("%s %s but used %.2f s CPU (%.0f%%): not the cause", r.Job, when, r.CPUSec, 100*b.CPUShare)
 		}
 		v.Jobs = append(v.Jobs, b)
@@ -202,7 +202,7 @@ func Decide(onset time.Time, window time.Duration, runs []RunUse, procs []ProcUs
 			}
 		}
 	}
-	if len(v.Jobs) > 0 && v.Jobs[0].Verdict == "caused" {
+	if len(v.Jobs) > 0 && v.Jobs[0].Verdict == Caused {
 		v.Cause = "job " + v.Jobs[0].Job
 	} else if suspect >= 0 {
 		p := v.Top[suspect]
@@ -317,11 +317,11 @@ func groups(top []ProcUse, memTotal int64, byMemory bool) ([]GroupBlame, int64) 
 		}
 		switch share := rankShare(g.CPUShare, g.RSSBytes, g.RSSGrowth, memTotal, grown, byMemory); {
 		case share >= 0.5:
-			g.Verdict = "caused"
+			g.Verdict = Caused
 		case share >= 0.1:
-			g.Verdict = "contributed"
+			g.Verdict = Contributed
 		default:
-			g.Verdict = "coincident"
+			g.Verdict = Coincident
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool {

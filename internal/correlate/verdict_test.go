@@ -190,7 +190,7 @@ func TestDecide(t *testing.T) {
 			}
 			got := map[string]string{}
 			for _, b := range v.Jobs {
-				got[b.Job] = b.Verdict
+				got[b.Job] = string(b.Verdict)
 				if math.IsNaN(b.Confidence) || b.Confidence < 0 || b.Confidence > 1 {
 					t.Errorf("%s: confidence %v", b.Job, b.Confidence)
 				}
@@ -203,7 +203,7 @@ func TestDecide(t *testing.T) {
 				for _, g := range v.Groups {
 					if g.Name == name {
 						found = true
-						if g.Verdict != want {
+						if string(g.Verdict) != want {
 							t.Errorf("group %s: %s, want %s (%+v)", name, g.Verdict, want, v.Groups)
 						}
 					}

@@ -1,6 +1,10 @@
 package escape
 
-import "testing"
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
 
 func TestControl(t *testing.T) {
 	for in, want := range map[string]string{
@@ -45,5 +49,20 @@ func TestTruncate(t *testing.T) {
 		if got := Truncate(c.in, c.n); got != c.want || len(got) > c.n {
 			t.Errorf("Truncate(%q, %d) = %q, want %q", c.in, c.n, got, c.want)
 		}
+	}
+}
+
+// Bidi controls reorder what a terminal or a browser shows after them: a
+// process named "evil\u202egnp.exe" must not read as "evilexe.png".
+func TestControlEscapesBidi(t *testing.T) {
+	for _, r := range []rune{0x202a, 0x202b, 0x202c, 0x202d, 0x202e, 0x2066, 0x2067, 0x2068, 0x2069, 0x200e, 0x200f, 0x061c} {
+		in := "a" + string(r) + "b"
+		got := Control(in)
+		if strings.ContainsRune(got, r) || got != fmt.Sprintf(`a\u%04xb`, r) {
+			t.Errorf("Control(%q) = %q, want the control escaped", in, got)
+		}
+	}
+	if got := Control("café ✓"); got != "café ✓" {
+		t.Errorf("ordinary text changed: %q", got)
 	}
 }

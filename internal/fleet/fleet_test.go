@@ -7,9 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ec2diag/ec2diag/internal/evidence/store"
+
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/ec2diag/ec2diag/collectors"
-	"github.com/ec2diag/ec2diag/internal/incident"
+	"github.com/ec2diag/ec2diag/internal/evidence"
 	cwsink "github.com/ec2diag/ec2diag/internal/sink/cloudwatch"
 	"github.com/ec2diag/ec2diag/internal/sink/cwlogs"
 	"github.com/ec2diag/ec2diag/internal/testkit/fakelogs"
@@ -21,8 +23,9 @@ func (nopEmitter) Emit(context.Context, collectors.Record) error { return nil }
 func (nopEmitter) Ready()                                        {}
 
 type rec struct {
-	kind, incident string
-	data           map[string]any
+	kind     evidence.Kind
+	incident string
+	data     map[string]any
 }
 
 func verdict(cause, job string) map[string]any {
@@ -38,7 +41,7 @@ func verdict(cause, job string) map[string]any {
 func ship(t *testing.T, fake *fakelogs.Server, cli *cloudwatchlogs.Client, instance, asg string, recs []rec) {
 	t.Helper()
 	dir := t.TempDir()
-	st, err := incident.Open(dir, 16<<20, 2, "boot")
+	st, err := store.Open(dir, 16<<20, 2, store.Boot{ID: "boot"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,19 +80,19 @@ func fleetEnv(t *testing.T) *Client {
 	}
 	cli := cwlogs.NewClient(cfg, fake.URL)
 	ship(t, fake, cli, "i-aaaa", "web", []rec{
-		{incident.KindOnset, "A1", verdict("job backup.sh", "backup.sh")},
-		{incident.KindSnapshot, "A1", verdict("job backup.sh", "backup.sh")},
-		{incident.KindEnd, "A1", map[string]any{"verdict": verdict("job backup.sh", "backup.sh")["verdict"]}},
-		{incident.KindJobRun, "", map[string]any{"job": "backup.sh"}},
-		{incident.KindOnset, "A2", verdict("job backup.sh", "backup.sh")}, // never ended: the machine hung
+		{evidence.KindOnset, "A1", verdict("job backup.sh", "backup.sh")},
+		{evidence.KindSnapshot, "A1", verdict("job backup.sh", "backup.sh")},
+		{evidence.KindEnd, "A1", map[string]any{"verdict": verdict("job backup.sh", "backup.sh")["verdict"]}},
+		{evidence.KindJobRun, "", map[string]any{"job": "backup.sh"}},
+		{evidence.KindOnset, "A2", verdict("job backup.sh", "backup.sh")}, // never ended: the machine hung
 	})
 	ship(t, fake, cli, "i-bbbb", "batch", []rec{
-		{incident.KindOnset, "B1", verdict("process burn (pid 42)", "")},
-		{incident.KindEnd, "B1", map[string]any{"verdict": verdict("process burn (pid 42)", "")["verdict"]}},
+		{evidence.KindOnset, "B1", verdict("process burn (pid 42)", "")},
+		{evidence.KindEnd, "B1", map[string]any{"verdict": verdict("process burn (pid 42)", "")["verdict"]}},
 	})
 	ship(t, fake, cli, "i-cccc", "", []rec{
-		{incident.KindOnset, "C1", verdict("job report.sh", "report.sh")},
-		{incident.KindEnd, "C1", map[string]any{}},
+		{evidence.KindOnset, "C1", verdict("job report.sh", "report.sh")},
+		{evidence.KindEnd, "C1", map[string]any{}},
 	})
 	if fake.SigFailures() != 0 {
 		t.Fatalf("%d requests failed SigV4", fake.SigFailures())

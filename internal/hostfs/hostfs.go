@@ -7,9 +7,11 @@
 package hostfs
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 )
 
 // Root locates the host's trees.
@@ -85,4 +87,30 @@ func (r Root) Validate() error {
 		}
 	}
 	return nil
+}
+
+// BootID reads the kernel's boot id, which tells records of this boot from
+// those of the boot that hung ("unknown" when unreadable).
+func (r Root) BootID() string {
+	b, err := os.ReadFile(r.ProcPath("sys/kernel/random/boot_id"))
+	if err != nil {
+		return "unknown"
+	}
+	return string(bytes.TrimSpace(b))
+}
+
+// BootTime reads btime from /proc/stat: the boot's start in unix seconds,
+// 0 if unreadable.
+func (r Root) BootTime() int64 {
+	b, err := os.ReadFile(r.ProcPath("stat"))
+	if err != nil {
+		return 0
+	}
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		if v, ok := bytes.CutPrefix(line, []byte("btime ")); ok {
+			n, _ := strconv.ParseInt(string(bytes.TrimSpace(v)), 10, 64)
+			return n
+		}
+	}
+	return 0
 }

@@ -131,18 +131,18 @@ func (a *Aggregator) Add(r *collectors.Record) {
 	t := r.Time
 	a.active[t.Truncate(a.o.Period).UnixNano()] = true
 	switch {
-	case r.Kind == collectors.KindSample && r.Source == "host":
+	case r.Kind == collectors.KindSample && r.Source == collectors.SourceHost:
 		for k, v := range r.Metrics {
 			if s, ok := hostSpecs[k]; ok && a.want(s) {
 				a.add(s, nil, t, v)
 			}
 		}
-	case r.Kind == collectors.KindSample && r.Source == "logsource":
+	case r.Kind == collectors.KindSample && r.Source == collectors.SourceLog:
 		if a.o.Detailed {
 			a.delta(agentLines, "lines", t, r.Metrics["lines_read"])
 			a.delta(agentUnparsed, "unparsed", t, r.Metrics["lines_unparsed"])
 		}
-	case r.Kind == collectors.KindSample && r.Source == "imdsevents":
+	case r.Kind == collectors.KindSample && r.Source == collectors.SourceIMDSEvents:
 		var n float64
 		for k, v := range r.Metrics {
 			if s, ok := noticeSpecs[k]; ok {
@@ -155,9 +155,9 @@ func (a *Aggregator) Add(r *collectors.Record) {
 		if !a.o.Detailed {
 			a.add(instanceNotices, nil, t, n)
 		}
-	case r.Kind == collectors.KindSample && r.Source == "instancecheck":
+	case r.Kind == collectors.KindSample && r.Source == collectors.SourceInstanceCheck:
 		a.add(CheckFailures, nil, t, r.Metrics["fail"])
-	case r.Kind == collectors.KindSample && r.Source == "nethealth":
+	case r.Kind == collectors.KindSample && r.Source == collectors.SourceNetHealth:
 		iface := r.Dims["iface"]
 		if iface == "" {
 			return
@@ -179,7 +179,7 @@ func (a *Aggregator) Add(r *collectors.Record) {
 		}
 		dims := []Dim{{"Interface", iface}}
 		for k, v := range r.Metrics {
-			a.add(nicSpec(r.Type, k), dims, t, v)
+			a.add(nicSpec(string(r.Type), k), dims, t, v)
 		}
 	case r.Kind == collectors.KindEvent:
 		if a.o.Detailed {
@@ -214,12 +214,12 @@ func (a *Aggregator) Add(r *collectors.Record) {
 			}
 		case "soft_lockup", "rcu_stall":
 			if a.o.Detailed {
-				a.add(eventSpecs[r.Type], nil, t, 1)
+				a.add(eventSpecs[string(r.Type)], nil, t, 1)
 			} else {
 				a.add(kernelLockups, nil, t, 1)
 			}
 		default:
-			if s, ok := eventSpecs[r.Type]; ok && a.want(s) {
+			if s, ok := eventSpecs[string(r.Type)]; ok && a.want(s) {
 				a.add(s, nil, t, 1)
 			}
 		}

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/ec2diag/ec2diag/internal/correlate"
-	"github.com/ec2diag/ec2diag/internal/incident"
+	"github.com/ec2diag/ec2diag/internal/evidence"
 )
 
 // The page is one file to attach to a postmortem: inline CSS and SVG, no
@@ -98,24 +98,24 @@ func (r *Report) HTML(w io.Writer, loc *time.Location) error {
 		p.Events = append(p.Events, ev.Time.In(loc).Format("15:04:05")+"  "+eventText(ev))
 	}
 	if len(r.Samples) > 0 {
-		mem := func(s incident.Sample) (float64, bool) {
+		mem := func(s evidence.Sample) (float64, bool) {
 			if s.MemAvail == nil {
 				return 0, false
 			}
 			return *s.MemAvail, true
 		}
-		always := func(f func(incident.Sample) float64) func(incident.Sample) (float64, bool) {
-			return func(s incident.Sample) (float64, bool) { return f(s), true }
+		always := func(f func(evidence.Sample) float64) func(evidence.Sample) (float64, bool) {
+			return func(s evidence.Sample) (float64, bool) { return f(s), true }
 		}
 		p.Charts = []svgChart{
-			r.chart("CPU busy (% of all CPUs)", loc, svgLine{Name: "CPU busy", Color: colorCPU}, always(func(s incident.Sample) float64 { return s.CPUBusy })),
+			r.chart("CPU busy (% of all CPUs)", loc, svgLine{Name: "CPU busy", Color: colorCPU}, always(func(s evidence.Sample) float64 { return s.CPUBusy })),
 			r.chart("Memory (%)", loc,
 				svgLine{Name: "memory available", Color: colorMem}, mem,
-				svgLine{Name: "swap used", Color: colorS, Dashed: true}, always(func(s incident.Sample) float64 { return s.SwapUsed })),
+				svgLine{Name: "swap used", Color: colorS, Dashed: true}, always(func(s evidence.Sample) float64 { return s.SwapUsed })),
 			r.chart("Pressure stall (PSI avg10, %)", loc,
-				svgLine{Name: "memory some", Color: colorMem}, always(func(s incident.Sample) float64 { return s.PSIMemSome }),
-				svgLine{Name: "memory full", Color: colorCPU}, always(func(s incident.Sample) float64 { return s.PSIMemFull }),
-				svgLine{Name: "CPU some", Color: colorS, Dashed: true}, always(func(s incident.Sample) float64 { return s.PSICPUSome })),
+				svgLine{Name: "memory some", Color: colorMem}, always(func(s evidence.Sample) float64 { return s.PSIMemSome }),
+				svgLine{Name: "memory full", Color: colorCPU}, always(func(s evidence.Sample) float64 { return s.PSIMemFull }),
+				svgLine{Name: "CPU some", Color: colorS, Dashed: true}, always(func(s evidence.Sample) float64 { return s.PSICPUSome })),
 		}
 	}
 	return pageTmpl.Execute(w, p)
@@ -146,7 +146,7 @@ func (r *Report) chart(title string, loc *time.Location, series ...any) svgChart
 	c := svgChart{Title: title, W: chartW, H: chartH, PlotX: padL, PlotY: padT, PlotW: plotW, PlotH: plotH}
 	for i := 0; i+1 < len(series); i += 2 {
 		l := series[i].(svgLine)
-		f := series[i+1].(func(incident.Sample) (float64, bool))
+		f := series[i+1].(func(evidence.Sample) (float64, bool))
 		var b strings.Builder
 		pen := false
 		for _, s := range r.Samples {
@@ -195,7 +195,7 @@ func (r *Report) chart(title string, loc *time.Location, series ...any) svgChart
 			}
 			title := fmt.Sprintf("job %s (pid %d) from %s", j.Job, j.PID, j.Start.In(loc).Format("15:04:05"))
 			if j.Verdict != "" {
-				title += ": " + j.Verdict
+				title += ": " + string(j.Verdict)
 			}
 			c.Bands = append(c.Bands, svgBand{X: xa, W: w, Label: j.Job, Title: title, Cls: cls})
 		}

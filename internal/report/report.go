@@ -8,13 +8,12 @@
 package report
 
 import (
-	"encoding/json"
 	"fmt"
 	"sort"
 	"time"
 
 	"github.com/ec2diag/ec2diag/internal/correlate"
-	"github.com/ec2diag/ec2diag/internal/incident"
+	"github.com/ec2diag/ec2diag/internal/evidence"
 )
 
 // Report is one incident, put together from all its records.
@@ -36,18 +35,11 @@ type Report struct {
 	Verdict correlate.Verdict
 	// Kernel is the growth of the kernel's counters since onset at the
 	// last record that read them.
-	Kernel  *Kernel
-	Samples []incident.Sample
-	Events  []incident.Event
+	Kernel  *evidence.Kernel
+	Samples []evidence.Sample
+	Events  []evidence.Event
 	Runs    []Run
 	Records int
-}
-
-// Kernel mirrors the recorder's kernel counters in a record.
-type Kernel struct {
-	OOMKills    uint64 `json:"oom_kills"`
-	MajorFaults uint64 `json:"major_faults"`
-	AllocStalls uint64 `json:"alloc_stalls"`
 }
 
 // Run is a job run drawn on the timeline: one the verdict judged, or one
@@ -57,8 +49,8 @@ type Run struct {
 	Job     string
 	PID     int
 	Start   time.Time
-	End     time.Time // zero: still running at the last record
-	Verdict string    // empty for a run the verdict did not judge
+	End     time.Time           // zero: still running at the last record
+	Verdict correlate.Judgement // empty for a run the verdict did not judge
 	Reason  string
 }
 
@@ -66,27 +58,10 @@ type Run struct {
 // rebooted (or the agent stopped).
 func (r *Report) Hung() bool { return r.Unfinished != "" }
 
-type recordData struct {
-	Onset   time.Time          `json:"onset"`
-	Reasons []string           `json:"reasons"`
-	Verdict *correlate.Verdict `json:"verdict"`
-	Kernel  *Kernel            `json:"kernel"`
-	Samples []incident.Sample  `json:"samples"`
-	Events  []incident.Event   `json:"events"`
-}
-
-type jobRunData struct {
-	ID    string    `json:"id"`
-	Job   string    `json:"job"`
-	PID   int       `json:"pid"`
-	Start time.Time `json:"start"`
-	End   time.Time `json:"end"`
-}
-
 // Build puts together incident id from recs (the whole store: job-run
 // summaries are records of no incident). boot and unfinished come from
 // the caller, which knows the boots the store has seen.
-func Build(recs []incident.Record, id string, boot int, unfinished string) (*Report, error) {
+func Build(recs []evidence.Record, id string, boot int, unfinished string) (*Report, error) {
 	r := &Report{ID: id, Boot: boot, Unfinished: unfinished}
 	seenReason := map[string]bool{}
 	seenSample := map[int64]bool{}
@@ -106,8 +81,8 @@ func Build(recs []incident.Record, id string, boot int, unfinished string) (*Rep
 		}
 		r.Records++
 		r.Last = rec.Time
-		var d recordData
-		if err := json.Unmarshal(rec.Data, &d); err != nil {
+		d, err := rec.DecodeIncident()
+		if err != nil {
 			continue // a record of another version's shape: its fields are skipped
 		}
 		if !d.Onset.IsZero() {
@@ -119,8 +94,8 @@ func Build(recs []incident.Record, id string, boot int, unfinished string) (*Rep
 				r.Reasons = append(r.Reasons, x)
 			}
 		}
-		if d.Verdict != nil && (d.Verdict.Cause != "" || r.Verdict.Cause == "") {
-			r.Verdict = *d.Verdict
+		if d.Verdict.Cause != "" || r.Verdict.Cause == "" {
+			r.Verdict = d.Verdict
 		}
 		if d.Kernel != nil {
 			r.Kernel = d.Kernel
@@ -132,7 +107,7 @@ func Build(recs []incident.Record, id string, boot int, unfinished string) (*Rep
 			}
 		}
 		r.Events = append(r.Events, d.Events...)
-		if rec.Kind == incident.KindEnd {
+		if rec.Kind == evidence.KindEnd {
 			t := rec.Time
 			r.End = &t
 		}
@@ -153,11 +128,11 @@ func Build(recs []incident.Record, id string, boot int, unfinished string) (*Rep
 		from = r.Samples[0].Time
 	}
 	for _, rec := range recs {
-		if rec.Kind != incident.KindJobRun {
+		if rec.Kind != evidence.KindJobRun {
 			continue
 		}
-		var j jobRunData
-		if json.Unmarshal(rec.Data, &j) != nil || j.ID == "" {
+		j, err := rec.DecodeJobRun()
+		if err != nil || j.ID == "" {
 			continue
 		}
 		if j.Start.After(to) || (!j.End.IsZero() && j.End.Before(from)) {
@@ -177,9 +152,9 @@ func Build(recs []incident.Record, id string, boot int, unfinished string) (*Rep
 
 // dedupEvents drops repeats: the kernel reports one OOM kill in two lines
 // ("Out of memory: Killed process" and the "oom-kill:" summary).
-func dedupEvents(evs []incident.Event) []incident.Event {
+func dedupEvents(evs []evidence.Event) []evidence.Event {
 	sort.SliceStable(evs, func(i, j int) bool { return evs[i].Time.Before(evs[j].Time) })
-	var out []incident.Event
+	var out []evidence.Event
 	for _, e := range evs {
 		dup := false
 		for k := len(out) - 1; k >= 0 && e.Time.Sub(out[k].Time) <= 2*time.Second; k-- {

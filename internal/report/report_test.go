@@ -11,8 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ec2diag/ec2diag/internal/evidence/store"
+
 	"github.com/ec2diag/ec2diag/internal/correlate"
-	"github.com/ec2diag/ec2diag/internal/incident"
+	"github.com/ec2diag/ec2diag/internal/evidence"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files from testdata/recorded")
@@ -20,14 +22,14 @@ var update = flag.Bool("update", false, "rewrite the golden files from testdata/
 // recorded is the incident testdata/record.sh recorded with the real agent:
 // a service's two burners and an SSH session's yes, a real job run beside
 // them, an OOM kill and a hung task in the log.
-func recorded(t *testing.T) ([]incident.Record, string) {
+func recorded(t *testing.T) ([]evidence.Record, string) {
 	t.Helper()
-	recs, bad, err := incident.ReadDir("testdata/recorded")
+	recs, bad, err := store.ReadDir("testdata/recorded")
 	if err != nil || bad != 0 {
 		t.Fatalf("reading the recording: %v (%d bad)", err, bad)
 	}
 	for _, r := range recs {
-		if r.Kind == incident.KindOnset {
+		if r.Kind == evidence.KindOnset {
 			return recs, r.Incident
 		}
 	}
@@ -37,14 +39,14 @@ func recorded(t *testing.T) ([]incident.Record, string) {
 
 // hung cuts the recording after its second snapshot, as a machine that
 // hung then would have left it.
-func hung(recs []incident.Record, id string) []incident.Record {
-	var out []incident.Record
+func hung(recs []evidence.Record, id string) []evidence.Record {
+	var out []evidence.Record
 	snaps := 0
 	for _, r := range recs {
-		if r.Incident == id && r.Kind == incident.KindSnapshot {
+		if r.Incident == id && r.Kind == evidence.KindSnapshot {
 			snaps++
 		}
-		if r.Incident == id && (r.Kind == incident.KindEnd || snaps > 2) {
+		if r.Incident == id && (r.Kind == evidence.KindEnd || snaps > 2) {
 			break
 		}
 		out = append(out, r)
@@ -94,7 +96,7 @@ func TestTextReportGolden(t *testing.T) {
 	recs, id := recorded(t)
 	for _, c := range []struct {
 		file       string
-		recs       []incident.Record
+		recs       []evidence.Record
 		boot       int
 		unfinished string
 	}{
@@ -179,7 +181,7 @@ func TestReportEscapesOutsideText(t *testing.T) {
 	r, _ := Build(recs, id, 0, "")
 	r.Verdict.Cause = "process evil\n<0>PANIC </td><script>alert(1)</script>"
 	r.Verdict.Top[0].Cmdline = "x\x1b[2J"
-	r.Events = append(r.Events, incident.Event{Time: r.Onset, Type: "oom_kill", Comm: "a\nb"})
+	r.Events = append(r.Events, evidence.Event{Time: r.Onset, Type: "oom_kill", Comm: "a\nb"})
 	r.Verdict.Top[len(r.Verdict.Top)-1].Comm = "idle\n<b>x"
 	var tb, hb bytes.Buffer
 	r.Text(&tb, time.UTC)

@@ -10,7 +10,7 @@ import (
 
 	"github.com/ec2diag/ec2diag/internal/correlate"
 	"github.com/ec2diag/ec2diag/internal/escape"
-	"github.com/ec2diag/ec2diag/internal/incident"
+	"github.com/ec2diag/ec2diag/internal/evidence"
 )
 
 // maxRows bounds the timeline's rows: a long incident keeps every sample
@@ -183,7 +183,7 @@ func (r *Report) timeline(w io.Writer, loc *time.Location) {
 	for _, j := range r.Runs {
 		v := ""
 		if j.Verdict != "" {
-			v = " [" + j.Verdict + "]"
+			v = " [" + string(j.Verdict) + "]"
 		}
 		if in(j.Start) {
 			marker(j.Start, fmt.Sprintf("-- job %s started (pid %d)%s", escape.Control(j.Job), j.PID, v))
@@ -237,7 +237,7 @@ func (r *Report) keptSamples() map[int]bool {
 	return keep
 }
 
-func eventText(ev incident.Event) string {
+func eventText(ev evidence.Event) string {
 	e := escape.Control
 	who := ""
 	if ev.Comm != "" || ev.PID != 0 {
@@ -290,7 +290,7 @@ func groupOf(group, job, unit string) string {
 	return ""
 }
 
-func count(evs []incident.Event, typ string) int {
+func count(evs []evidence.Event, typ string) int {
 	n := 0
 	for _, e := range evs {
 		if e.Type == typ {

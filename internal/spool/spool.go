@@ -51,7 +51,7 @@ func Open(dir string, maxBytes int64) (*Spool, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
-	tmps, _ := filepath.Glob(filepath.Join(dir, ".*.tmp-*"))
+	tmps, _ := filepath.Glob(filepath.Join(dir, ".*tmp-*")) // this version's and older ones'
 	for _, t := range tmps {
 		os.Remove(t)
 	}

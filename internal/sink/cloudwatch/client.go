@@ -12,6 +12,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials/ec2rolecreds"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
+	"github.com/aws/smithy-go/logging"
+	"github.com/ec2diag/ec2diag/internal/escape"
+	"go.uber.org/zap"
 )
 
 // ClientOptions say where and how to reach CloudWatch.
@@ -24,6 +27,22 @@ type ClientOptions struct {
 	// credentials (empty: the SDK's default or its environment variable).
 	IMDSEndpoint string
 	Timeout      time.Duration
+	// Log gets the SDK's own messages (its retries, a response body it
+	// could not discard); nil drops them. The SDK's default logger wrote
+	// raw lines to stderr, which broke --log-format json.
+	Log *zap.Logger
+}
+
+// sdkLogger hands the SDK's messages to zap.
+type sdkLogger struct{ log *zap.Logger }
+
+func (l sdkLogger) Logf(c logging.Classification, format string, v ...any) {
+	msg := escape.Control(fmt.Sprintf(format, v...))
+	if c == logging.Warn {
+		l.log.Warn("AWS SDK", zap.String("sdk_message", msg))
+		return
+	}
+	l.log.Debug("AWS SDK", zap.String("sdk_message", msg))
 }
 
 // AWSConfig loads the SDK's default configuration: credentials from its
@@ -39,6 +58,10 @@ func AWSConfig(ctx context.Context, o ClientOptions) (aws.Config, error) {
 			return retry.NewStandard(func(so *retry.StandardOptions) { so.RateLimiter = ratelimit.None })
 		}),
 		config.WithHTTPClient(awshttp.NewBuildableClient().WithTimeout(o.Timeout)),
+		config.WithLogger(logging.Nop{}),
+	}
+	if o.Log != nil {
+		opts = append(opts, config.WithLogger(sdkLogger{o.Log}))
 	}
 	if o.Region != "" {
 		opts = append(opts, config.WithRegion(o.Region))

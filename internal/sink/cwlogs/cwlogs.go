@@ -30,7 +30,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs/types"
 	"github.com/aws/smithy-go"
 	"github.com/ec2diag/ec2diag/collectors"
-	"github.com/ec2diag/ec2diag/internal/incident"
+	"github.com/ec2diag/ec2diag/internal/evidence"
+	"github.com/ec2diag/ec2diag/internal/evidence/store"
 	"github.com/ec2diag/ec2diag/internal/logging"
 	"github.com/ec2diag/ec2diag/internal/tail"
 	"go.uber.org/zap"
@@ -145,7 +146,7 @@ func (s *Shipper) Stats() Stats {
 
 // Run follows the store and ships until ctx is done.
 func (s *Shipper) Run(ctx context.Context, e collectors.Emitter) error {
-	f := tail.New(tail.Options{Path: filepath.Join(s.o.StateDir, incident.FileName), StateDir: filepath.Join(s.o.StateDir, "cwlogs"),
+	f := tail.New(tail.Options{Path: filepath.Join(s.o.StateDir, store.FileName), StateDir: filepath.Join(s.o.StateDir, "cwlogs"),
 		FromStart: true, MaxLineBytes: 1 << 20, PollInterval: min(s.o.FlushEvery, 10*time.Second), Log: s.o.Log.Named("store")})
 	s.mu.Lock()
 	s.ctx = ctx
@@ -185,7 +186,7 @@ func (s *Shipper) handle(lines []tail.Line, ack func()) error {
 		ev, kind, ok := s.event(l)
 		if ok {
 			evs = append(evs, ev)
-			urgent = urgent || kind != incident.KindJobRun
+			urgent = urgent || kind != evidence.KindJobRun
 		}
 	}
 	s.mu.Lock()
@@ -217,8 +218,8 @@ func (s *Shipper) handle(lines []tail.Line, ack func()) error {
 // fleet query filters on lifted to the top: kind, incident, cause, the
 // job blamed, the top process, the reasons, the job of a run (the fleet
 // queries read these; the record itself is in data).
-func (s *Shipper) event(l tail.Line) (types.InputLogEvent, string, bool) {
-	r, ok := incident.ParseLine(l.Data)
+func (s *Shipper) event(l tail.Line) (types.InputLogEvent, evidence.Kind, bool) {
+	r, ok := store.ParseLine(l.Data)
 	if !ok || l.Truncated || l.Partial {
 		s.mu.Lock()
 		s.stats.Damaged++ // counted by the store's readers too

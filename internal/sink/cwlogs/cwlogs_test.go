@@ -10,8 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ec2diag/ec2diag/internal/evidence/store"
+
 	"github.com/ec2diag/ec2diag/collectors"
-	"github.com/ec2diag/ec2diag/internal/incident"
+	"github.com/ec2diag/ec2diag/internal/evidence"
 	cwsink "github.com/ec2diag/ec2diag/internal/sink/cloudwatch"
 	"github.com/ec2diag/ec2diag/internal/tail"
 	"github.com/ec2diag/ec2diag/internal/testkit/fakelogs"
@@ -22,7 +24,7 @@ type env struct {
 	t     *testing.T
 	fake  *fakelogs.Server
 	dir   string
-	store *incident.Store
+	store *store.Store
 }
 
 func newEnv(t *testing.T) *env {
@@ -31,7 +33,7 @@ func newEnv(t *testing.T) *env {
 		t.Setenv(k, v)
 	}
 	dir := t.TempDir()
-	st, err := incident.Open(dir, 64<<20, 3, "boot-a")
+	st, err := store.Open(dir, 64<<20, 3, store.Boot{ID: "boot-a"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +69,7 @@ func (e *env) startEvery(flush time.Duration) (stop func(), s *Shipper) {
 	}, s
 }
 
-func (e *env) add(n int, kind string, data any) {
+func (e *env) add(n int, kind evidence.Kind, data any) {
 	for i := 0; i < n; i++ {
 		if _, err := e.store.Append(kind, "20261201T000000Z", time.Now(), data, false); err != nil {
 			e.t.Fatal(err)
@@ -114,9 +116,9 @@ func (e *env) exactlyOnce(n int) {
 
 func TestShipsRecordsWithGroupStreamAndRetention(t *testing.T) {
 	e := newEnv(t)
-	e.add(1, incident.KindOnset, map[string]any{"reasons": []string{"CPU 100% busy"}, "verdict": map[string]any{"cause": "job backup.sh",
+	e.add(1, evidence.KindOnset, map[string]any{"reasons": []string{"CPU 100% busy"}, "verdict": map[string]any{"cause": "job backup.sh",
 		"jobs": []map[string]any{{"job": "backup.sh", "verdict": "caused"}}}})
-	e.add(1, incident.KindJobRun, map[string]any{"job": "backup.sh", "cpu_seconds": 12.5})
+	e.add(1, evidence.KindJobRun, map[string]any{"job": "backup.sh", "cpu_seconds": 12.5})
 	stop, s := e.start()
 	defer stop()
 	e.waitEvents(2, 10*time.Second)
@@ -143,14 +145,14 @@ func TestShipsRecordsWithGroupStreamAndRetention(t *testing.T) {
 // stops the agent): after the restart every record arrives exactly once.
 func TestOutageAndRestartDeliverEveryRecordOnce(t *testing.T) {
 	e := newEnv(t)
-	e.add(3, incident.KindJobRun, map[string]any{"job": "a"})
+	e.add(3, evidence.KindJobRun, map[string]any{"job": "a"})
 	stop, _ := e.start()
 	e.waitEvents(3, 10*time.Second)
 	e.fake.Stop()
-	e.add(5, incident.KindSnapshot, map[string]any{"verdict": map[string]any{"cause": "process x"}})
+	e.add(5, evidence.KindSnapshot, map[string]any{"verdict": map[string]any{"cause": "process x"}})
 	time.Sleep(500 * time.Millisecond) // a few failed attempts
 	stop()
-	e.add(2, incident.KindEnd, map[string]any{})
+	e.add(2, evidence.KindEnd, map[string]any{})
 	if err := e.fake.Restart(); err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +169,7 @@ func TestThrottlingIsRetried(t *testing.T) {
 	e.fake.SetFault(fakelogs.Throttle, 100)
 	stop, s := e.start()
 	defer stop()
-	e.add(4, incident.KindJobRun, map[string]any{"job": "a"})
+	e.add(4, evidence.KindJobRun, map[string]any{"job": "a"})
 	// The SDK retries throttling itself, with backoff, before the shipper
 	// sees a failure.
 	for deadline := time.Now().Add(15 * time.Second); s.Stats().Failures == 0 && time.Now().Before(deadline); {
@@ -186,7 +188,7 @@ func TestThrottlingIsRetried(t *testing.T) {
 // such a call with InvalidParameterException).
 func TestBatchLimits(t *testing.T) {
 	e := newEnv(t)
-	e.add(12000, incident.KindJobRun, map[string]any{"job": "a", "pad": strings.Repeat("x", 100)})
+	e.add(12000, evidence.KindJobRun, map[string]any{"job": "a", "pad": strings.Repeat("x", 100)})
 	stop, s := e.start()
 	defer stop()
 	e.waitEvents(12000, 30*time.Second)
@@ -200,7 +202,7 @@ func TestBatchLimits(t *testing.T) {
 // stays in the store), not refused and not dropped.
 func TestOversizedRecordIsShippedWithoutItsData(t *testing.T) {
 	e := newEnv(t)
-	e.add(1, incident.KindSnapshot, map[string]any{"verdict": map[string]any{"cause": "process big"}, "pad": strings.Repeat("y", 300<<10)})
+	e.add(1, evidence.KindSnapshot, map[string]any{"verdict": map[string]any{"cause": "process big"}, "pad": strings.Repeat("y", 300<<10)})
 	stop, s := e.start()
 	defer stop()
 	e.waitEvents(1, 10*time.Second)
@@ -219,7 +221,7 @@ func TestDeniedGroupCreationStillShips(t *testing.T) {
 	e.fake.SetFault(fakelogs.Deny, 0)
 	stop, s := e.start()
 	defer stop()
-	e.add(2, incident.KindJobRun, map[string]any{"job": "a"})
+	e.add(2, evidence.KindJobRun, map[string]any{"job": "a"})
 	time.Sleep(500 * time.Millisecond)
 	if len(e.fake.Events()) != 0 || s.Stats().Failures == 0 {
 		t.Fatalf("no group: %d events stored, stats %+v", len(e.fake.Events()), s.Stats())
@@ -246,14 +248,14 @@ func BenchmarkEventBytes(b *testing.B) {
 	snap := map[string]any{"onset": now, "reasons": []string{"CPU 100% busy for 10s"}, "host": map[string]any{"cpu_busy": 99.5, "mem_available_pct": 40.2,
 		"psi_cpu_some": 80.1, "psi_mem_full": 0.0, "swap_used_bytes": 0}, "verdict": map[string]any{"cause": "job nightly-report", "summary": "job nightly-report used 95% of CPU",
 		"top_processes": top, "jobs": []map[string]any{{"job": "nightly-report", "verdict": "caused", "cpu_share": 0.95}}}}
-	st, err := incident.Open(b.TempDir(), 16<<20, 1, "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0")
+	st, err := store.Open(b.TempDir(), 16<<20, 1, store.Boot{ID: "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	st.Append(incident.KindJobRun, "", now, run, false)
-	st.Append(incident.KindSnapshot, "20261201T000000Z", now, snap, false)
-	raw, _ := os.ReadFile(filepath.Join(st.Dir(), incident.FileName))
+	st.Append(evidence.KindJobRun, "", now, run, false)
+	st.Append(evidence.KindSnapshot, "20261201T000000Z", now, snap, false)
+	raw, _ := os.ReadFile(filepath.Join(st.Dir(), store.FileName))
 	ls := bytes.Split(bytes.TrimSpace(raw), []byte("\n"))
 	lr, lsn := tail.Line{Data: ls[0]}, tail.Line{Data: ls[1]}
 	var nr, ns int
@@ -275,12 +277,12 @@ func TestIncidentRecordsGoAtOnce(t *testing.T) {
 	e := newEnv(t)
 	stop, _ := e.startEvery(time.Hour)
 	defer stop()
-	e.add(2, incident.KindJobRun, map[string]any{"job": "a"})
+	e.add(2, evidence.KindJobRun, map[string]any{"job": "a"})
 	time.Sleep(time.Second)
 	if n := len(e.fake.Events()); n != 0 {
 		t.Fatalf("%d job-run events sent before the flush interval", n)
 	}
-	e.add(1, incident.KindOnset, map[string]any{"reasons": []string{"CPU 100% busy"}})
+	e.add(1, evidence.KindOnset, map[string]any{"reasons": []string{"CPU 100% busy"}})
 	e.waitEvents(3, 5*time.Second)
 	e.exactlyOnce(3)
 }

@@ -17,7 +17,7 @@ import (
 func batch(from, n int) []collectors.Record {
 	out := make([]collectors.Record, n)
 	for i := range out {
-		out[i] = collectors.Record{Kind: collectors.KindEvent, Source: "test", Type: fmt.Sprint("r", from+i), Dims: map[string]string{"pad": strings.Repeat("x", 200)}}
+		out[i] = collectors.Record{Kind: collectors.KindEvent, Source: "test", Type: collectors.Type(fmt.Sprint("r", from+i)), Dims: map[string]string{"pad": strings.Repeat("x", 200)}}
 	}
 	return out
 }
@@ -74,7 +74,7 @@ func readLines(t *testing.T, p string) []string {
 		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
 			t.Fatalf("line %d is not a record (%v): %.80q", len(out)+1, err, sc.Text())
 		}
-		out = append(out, r.Type)
+		out = append(out, string(r.Type))
 	}
 	return out
 }

@@ -34,6 +34,10 @@ func New(log *zap.Logger, interval time.Duration) *Sink {
 
 func (s *Sink) Name() string { return "log" }
 
+// Update takes a reloaded summary interval; what the sink has seen stays.
+// Called only while no Write runs (between pipeline runs).
+func (s *Sink) Update(interval time.Duration) { s.interval = interval }
+
 func (s *Sink) Write(_ context.Context, batch []collectors.Record) error {
 	for i := range batch {
 		r := &batch[i]
@@ -43,7 +47,7 @@ func (s *Sink) Write(_ context.Context, batch []collectors.Record) error {
 			s.event(r)
 		case collectors.KindSample:
 			s.samples++
-			s.latest[r.Source+"/"+r.Type] = *r
+			s.latest[string(r.Source)+"/"+string(r.Type)] = *r
 		}
 	}
 	now := time.Now()
@@ -58,7 +62,7 @@ func (s *Sink) Write(_ context.Context, batch []collectors.Record) error {
 // event logs at the level the event asks for via its "level" dim (so a
 // spike onset can be a warning), info otherwise.
 func (s *Sink) event(r *collectors.Record) {
-	fields := []zap.Field{zap.String(logging.KeyEvent, r.Type), zap.String("source", r.Source), zap.Time("event_time", r.Time)}
+	fields := []zap.Field{zap.String(logging.KeyEvent, string(r.Type)), zap.String("source", string(r.Source)), zap.Time("event_time", r.Time)}
 	keys := make([]string, 0, len(r.Dims))
 	for k := range r.Dims {
 		keys = append(keys, k)
@@ -82,7 +86,7 @@ func (s *Sink) event(r *collectors.Record) {
 	}
 	msg := escape.Control(r.Message) // process names, commands, log text
 	if msg == "" {
-		msg = r.Type
+		msg = string(r.Type)
 	}
 	s.log.Check(lvl, msg).Write(fields...)
 }

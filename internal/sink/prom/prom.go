@@ -67,6 +67,11 @@ func (s *Sink) bind() error {
 	if err != nil {
 		return fmt.Errorf("prometheus endpoint: %w", err)
 	}
+	s.serveOn(ln)
+	return nil
+}
+
+func (s *Sink) serveOn(ln net.Listener) {
 	s.ln = ln
 	mux := http.NewServeMux()
 	mux.HandleFunc("/metrics", s.serve)
@@ -75,8 +80,44 @@ func (s *Sink) bind() error {
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 10 * time.Second, IdleTimeout: 30 * time.Second}
 	go s.srv.Serve(&limitListener{Listener: ln, sem: make(chan struct{}, MaxConns), done: make(chan struct{})})
-	return nil
 }
+
+// Rebind is a prepared move of the endpoint to another address: the new
+// listener is bound by PrepareRebind (an error changes nothing) and taken
+// into use by Apply, which closes the old one. The figures stay.
+type Rebind struct {
+	s    *Sink
+	addr string
+	ln   net.Listener
+}
+
+// PrepareRebind binds addr for s.
+func (s *Sink) PrepareRebind(addr string) (*Rebind, error) {
+	if err := checkLoopback(addr); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("prometheus endpoint: %w", err)
+	}
+	return &Rebind{s: s, addr: addr, ln: ln}, nil
+}
+
+// Apply serves s's figures on the new address and closes the old one.
+// Called only while no Write runs.
+func (rb *Rebind) Apply(ctx context.Context) {
+	s := rb.s
+	s.once.Do(func() {})
+	old := s.srv
+	s.addr = rb.addr
+	s.serveOn(rb.ln)
+	if old != nil {
+		old.Shutdown(ctx)
+	}
+}
+
+// Discard closes the listener PrepareRebind bound.
+func (rb *Rebind) Discard() { rb.ln.Close() }
 
 // Addr is the bound address.
 func (s *Sink) Addr() string { return s.ln.Addr().String() }
@@ -102,10 +143,10 @@ func (s *Sink) Write(_ context.Context, batch []collectors.Record) error {
 				labels = fmt.Sprintf(`{interface=%q,kind=%q}`, r.Dims["iface"], r.Dims["kind"])
 			}
 			for k, v := range r.Metrics {
-				s.gauges["ec2diag_"+clean(r.Source)+"_"+clean(k)+labels] = v
+				s.gauges["ec2diag_"+clean(string(r.Source))+"_"+clean(k)+labels] = v
 			}
 		case collectors.KindEvent:
-			s.counts[fmt.Sprintf(`ec2diag_events_total{type=%q}`, clean(r.Type))]++
+			s.counts[fmt.Sprintf(`ec2diag_events_total{type=%q}`, clean(string(r.Type)))]++
 		}
 	}
 	return nil

@@ -22,7 +22,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ec2diag/ec2diag/internal/incident"
+	"github.com/ec2diag/ec2diag/internal/evidence/store"
 )
 
 // scenario is what one boot of the guest does, and what the agent must
@@ -341,7 +341,7 @@ func check(work, disk string, steps []string, results map[string]*result) {
 		j, _ := exec.Command("journalctl", "-D", ids[0], "--no-pager", "-o", "short-precise").CombinedOutput()
 		os.WriteFile(filepath.Join(work, "guest-journal.txt"), j, 0o644)
 	}
-	recs, _, _ := incident.ReadDir(filepath.Join(work, "guest-state"))
+	recs, _, _ := store.ReadDir(filepath.Join(work, "guest-state"))
 	console, _ := os.ReadFile(filepath.Join(work, "console.log"))
 	var failures int
 	fail := func(r *result, f string, a ...any) {

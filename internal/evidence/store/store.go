@@ -1,9 +1,10 @@
-// Package incident is the evidence store: incidents (onset, snapshots,
+// Package store keeps the evidence: incident records (onset, snapshots,
 // end) and job-run summaries appended to a file in the state directory,
 // one JSON record per line behind its CRC-32C, fdatasync'ed when the record
 // matters before a hang. A record written before a hard hang is readable
-// after the reboot; a torn last record is detected and skipped.
-package incident
+// after the reboot; a torn last record is detected and skipped. It reads
+// nothing of the host: the boot it writes for is given.
+package store
 
 import (
 	"bufio"
@@ -20,30 +21,19 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/ec2diag/ec2diag/internal/evidence"
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// Record kinds.
-const (
-	KindOnset    = "onset"
-	KindSnapshot = "snapshot"
-	KindEnd      = "end"
-	KindJobRun   = "job_run"
-)
+// Record is one line of the store.
+type Record = evidence.Record
 
-// Record is one line of the store. Data holds the kind's payload.
-type Record struct {
-	Kind     string    `json:"kind"`
-	Incident string    `json:"incident,omitempty"`
-	Time     time.Time `json:"time"`
-	BootID   string    `json:"boot_id"`
-	// BootTime (unix seconds, /proc/stat btime) identifies the boot too;
-	// unlike boot_id it reads the same in every mount namespace (nspawn
-	// overmounts boot_id, and a sandbox remount of /proc/sys may not).
-	BootTime int64           `json:"boot_time"`
-	Seq      uint64          `json:"seq"`
-	Data     json.RawMessage `json:"data"`
+// Boot identifies the boot records are written in.
+type Boot struct {
+	ID   string // /proc/sys/kernel/random/boot_id
+	Time int64  // btime of /proc/stat, unix seconds
 }
 
 // Store appends records; safe for concurrent use.
@@ -65,11 +55,11 @@ const FileName = "incidents.jsonl"
 
 // Open opens (creating) the store in dir. maxBytes bounds the live file;
 // keep rotated files are kept.
-func Open(dir string, maxBytes int64, keep int, bootID string) (*Store, error) {
+func Open(dir string, maxBytes int64, keep int, boot Boot) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, err
 	}
-	s := &Store{dir: dir, maxBytes: maxBytes, keep: keep, bootID: bootID, bootTime: BootTime("/proc")}
+	s := &Store{dir: dir, maxBytes: maxBytes, keep: keep, bootID: boot.ID, bootTime: boot.Time}
 	if err := s.open(); err != nil {
 		return nil, err
 	}
@@ -109,10 +99,13 @@ func (s *Store) open() error {
 }
 
 // Append writes one record; sync makes it durable before returning.
-func (s *Store) Append(kind, incident string, t time.Time, data any, sync bool) (Record, error) {
-	raw, err := json.Marshal(data)
-	if err != nil {
-		return Record{}, err
+func (s *Store) Append(kind evidence.Kind, incident string, t time.Time, data any, sync bool) (Record, error) {
+	raw, ok := data.([]byte)
+	if !ok {
+		var err error
+		if raw, err = json.Marshal(data); err != nil {
+			return Record{}, err
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -159,6 +152,14 @@ func (s *Store) Append(kind, incident string, t time.Time, data any, sync bool) 
 		return r, &RotateError{Err: rotErr}
 	}
 	return r, nil
+}
+
+// SetLimits changes the live file's bound and the rotated files kept,
+// from the next record on (a reload).
+func (s *Store) SetLimits(maxBytes int64, keep int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.maxBytes, s.keep = maxBytes, keep
 }
 
 // RotateError says the store could not rotate; the record was still
@@ -300,42 +301,6 @@ func parseLine(line []byte) (Record, bool) {
 func suffixN(name string) int {
 	n, _ := strconv.Atoi(filepath.Ext(name)[1:])
 	return n
-}
-
-// BootID reads the kernel's boot id, which tells records of this boot from
-// those of the boot that hung.
-func BootID(procRoot string) string {
-	b, err := os.ReadFile(filepath.Join(procRoot, "sys/kernel/random/boot_id"))
-	if err != nil {
-		return "unknown"
-	}
-	return string(bytes.TrimSpace(b))
-}
-
-// BootTime reads btime from procRoot/stat: the boot's start in unix
-// seconds, 0 if unreadable.
-func BootTime(procRoot string) int64 {
-	b, err := os.ReadFile(filepath.Join(procRoot, "stat"))
-	if err != nil {
-		return 0
-	}
-	for _, line := range bytes.Split(b, []byte("\n")) {
-		if v, ok := bytes.CutPrefix(line, []byte("btime ")); ok {
-			n, _ := strconv.ParseInt(string(bytes.TrimSpace(v)), 10, 64)
-			return n
-		}
-	}
-	return 0
-}
-
-// SameBoot compares two records' boots: by boot time when both have one
-// (btime can shift by a second with clock adjustments), else by boot id.
-func SameBoot(aID string, aTime int64, bID string, bTime int64) bool {
-	if aTime != 0 && bTime != 0 {
-		d := aTime - bTime
-		return d >= -2 && d <= 2
-	}
-	return aID == bID
 }
 
 // Dir is the directory the store writes in.

@@ -1,4 +1,4 @@
-package incident
+package store
 
 import (
 	"bytes"
@@ -10,17 +10,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ec2diag/ec2diag/internal/evidence"
+
 	"github.com/ec2diag/ec2diag/internal/testkit"
 )
 
 func TestAppendReadTornRotate(t *testing.T) {
 	dir := t.TempDir()
-	s, err := Open(dir, 600, 2, "boot-a")
+	s, err := Open(dir, 600, 2, Boot{ID: "boot-a"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 3; i++ {
-		if _, err := s.Append(KindOnset, "inc-1", time.Now(), map[string]int{"i": i}, true); err != nil {
+		if _, err := s.Append(evidence.KindOnset, "inc-1", time.Now(), map[string]int{"i": i}, true); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -35,9 +37,9 @@ func TestAppendReadTornRotate(t *testing.T) {
 	}
 	// Reopen: the next record must not glue onto the torn one; rotation
 	// keeps the files bounded and the sequence continues.
-	s, _ = Open(dir, 600, 2, "boot-b")
+	s, _ = Open(dir, 600, 2, Boot{ID: "boot-b"})
 	for i := 0; i < 10; i++ {
-		s.Append(KindSnapshot, "inc-2", time.Now(), map[string]string{"pad": "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}, false)
+		s.Append(evidence.KindSnapshot, "inc-2", time.Now(), map[string]string{"pad": "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}, false)
 	}
 	s.Close()
 	recs, _, _ = ReadDir(dir)
@@ -46,7 +48,7 @@ func TestAppendReadTornRotate(t *testing.T) {
 		t.Errorf("%d files kept, want at most 3", len(names))
 	}
 	last := recs[len(recs)-1]
-	if last.BootID != "boot-b" || last.Seq != 13 || last.Kind != KindSnapshot {
+	if last.BootID != "boot-b" || last.Seq != 13 || last.Kind != evidence.KindSnapshot {
 		t.Errorf("last record %+v", last)
 	}
 	for i := 1; i < len(recs); i++ {
@@ -69,16 +71,16 @@ func TestAppendReadTornRotate(t *testing.T) {
 // planted as a rotated file is passed over, not waited on.
 func TestReadPastDamageAndFIFO(t *testing.T) {
 	dir := t.TempDir()
-	s, err := Open(dir, 64<<20, 2, "boot-a")
+	s, err := Open(dir, 64<<20, 2, Boot{ID: "boot-a"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Append(KindOnset, "inc-1", time.Now(), map[string]int{"i": 1}, false)
+	s.Append(evidence.KindOnset, "inc-1", time.Now(), map[string]int{"i": 1}, false)
 	f, _ := os.OpenFile(filepath.Join(dir, FileName), os.O_WRONLY|os.O_APPEND, 0)
 	f.Write(bytes.Repeat([]byte("x"), maxRecord+100))
 	f.WriteString("\n")
 	f.Close()
-	s.Append(KindEnd, "inc-1", time.Now(), map[string]int{"i": 2}, false)
+	s.Append(evidence.KindEnd, "inc-1", time.Now(), map[string]int{"i": 2}, false)
 	s.Close()
 	if err := syscall.Mkfifo(filepath.Join(dir, FileName+".1"), 0o600); err != nil {
 		t.Fatal(err)
@@ -92,7 +94,7 @@ func TestReadPastDamageAndFIFO(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("ReadDir hangs on a FIFO")
 	}
-	if err != nil || len(recs) != 2 || bad != 1 || recs[1].Kind != KindEnd {
+	if err != nil || len(recs) != 2 || bad != 1 || recs[1].Kind != evidence.KindEnd {
 		t.Fatalf("read %d records, %d bad, %v; want both records and 1 damaged line", len(recs), bad, err)
 	}
 }
@@ -104,8 +106,8 @@ func TestStoreDoesNotFollowALink(t *testing.T) {
 	victim := filepath.Join(t.TempDir(), "victim")
 	os.WriteFile(victim, nil, 0o644)
 	os.Symlink(victim, filepath.Join(dir, FileName))
-	if s, err := Open(dir, 1<<20, 2, "b"); err == nil {
-		s.Append(KindOnset, "x", time.Now(), 1, false)
+	if s, err := Open(dir, 1<<20, 2, Boot{ID: "b"}); err == nil {
+		s.Append(evidence.KindOnset, "x", time.Now(), 1, false)
 		s.Close()
 		t.Fatal("opened the store through a symlink")
 	}
@@ -119,25 +121,25 @@ func TestStoreDoesNotFollowALink(t *testing.T) {
 // their checksum as if torn by a crash.
 func TestFullDiskLosesOnlyTheRecordThatDidNotFit(t *testing.T) {
 	dir := testkit.SmallFS(t, "256k")
-	s, err := Open(dir, 1<<20, 2, "boot-a")
+	s, err := Open(dir, 1<<20, 2, Boot{ID: "boot-a"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
 	pad := map[string]string{"pad": strings.Repeat("x", 3000)}
-	if _, err := s.Append(KindOnset, "inc-1", time.Now(), pad, true); err != nil {
+	if _, err := s.Append(evidence.KindOnset, "inc-1", time.Now(), pad, true); err != nil {
 		t.Fatal(err)
 	}
 	free := testkit.FillFS(t, dir, 1000)
-	if _, err := s.Append(KindSnapshot, "inc-1", time.Now(), pad, true); err == nil {
+	if _, err := s.Append(evidence.KindSnapshot, "inc-1", time.Now(), pad, true); err == nil {
 		t.Fatal("a 3 KB record fitted in 1 KB")
 	}
 	free()
-	if _, err := s.Append(KindEnd, "inc-1", time.Now(), pad, true); err != nil {
+	if _, err := s.Append(evidence.KindEnd, "inc-1", time.Now(), pad, true); err != nil {
 		t.Fatal(err)
 	}
 	recs, bad, err := ReadDir(dir)
-	if err != nil || bad != 0 || len(recs) != 2 || recs[1].Kind != KindEnd || recs[1].Seq != 2 {
+	if err != nil || bad != 0 || len(recs) != 2 || recs[1].Kind != evidence.KindEnd || recs[1].Seq != 2 {
 		t.Fatalf("read %d records, %d damaged, %v; want onset and end, none damaged, end numbered 2", len(recs), bad, err)
 	}
 }
@@ -146,20 +148,20 @@ func TestFullDiskLosesOnlyTheRecordThatDidNotFit(t *testing.T) {
 // used to ignore the errors and rename the live file over .1, losing it.
 func TestFailedRotationLosesNothing(t *testing.T) {
 	dir := t.TempDir()
-	s, err := Open(dir, 400, 3, "boot-a")
+	s, err := Open(dir, 400, 3, Boot{ID: "boot-a"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
 	pad := map[string]string{"pad": strings.Repeat("x", 200)}
 	for i := 0; i < 3; i++ { // one record each in live, .1 and .2
-		s.Append(KindSnapshot, "inc-1", time.Now(), pad, false)
+		s.Append(evidence.KindSnapshot, "inc-1", time.Now(), pad, false)
 	}
 	// .3 cannot be removed nor renamed over.
 	os.MkdirAll(filepath.Join(dir, FileName+".3", "x"), 0o755)
 	var rotErr *RotateError
 	for i := 3; i < 6; i++ {
-		if _, err := s.Append(KindSnapshot, "inc-1", time.Now(), pad, false); err != nil && !errors.As(err, &rotErr) {
+		if _, err := s.Append(evidence.KindSnapshot, "inc-1", time.Now(), pad, false); err != nil && !errors.As(err, &rotErr) {
 			t.Fatal(err)
 		}
 	}
@@ -177,8 +179,8 @@ func TestFailedRotationLosesNothing(t *testing.T) {
 // checksum.
 func FuzzReadDir(f *testing.F) {
 	dir := f.TempDir()
-	s, _ := Open(dir, 1<<20, 2, "b")
-	s.Append(KindOnset, "i", time.Unix(0, 0), map[string]int{"a": 1}, false)
+	s, _ := Open(dir, 1<<20, 2, Boot{ID: "b"})
+	s.Append(evidence.KindOnset, "i", time.Unix(0, 0), map[string]int{"a": 1}, false)
 	s.Close()
 	good, _ := os.ReadFile(filepath.Join(dir, FileName))
 	f.Add(good)

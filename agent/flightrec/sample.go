@@ -1,0 +1,218 @@
+package flightrec
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/ec2diag/ec2diag/collectors"
+	"github.com/ec2diag/ec2diag/collectors/procstat"
+	"github.com/ec2diag/ec2diag/internal/correlate"
+	"github.com/ec2diag/ec2diag/internal/evidence"
+	"go.uber.org/zap"
+)
+
+// eventsKept bounds the kernel events an incident records, eventsWindow
+// how long before onset one still belongs to it.
+const (
+	eventsKept   = 64
+	eventsWindow = 2 * time.Minute
+)
+
+// sample is one turn of the recorder: take in what the log said, sample
+// the host (and, when needed, every process), keep the tick in the ring,
+// infer which job runs ended, and detect, decide and record.
+func (r *Recorder) sample(ctx context.Context, e collectors.Emitter, woken bool) error {
+	r.applyUpdate()
+	r.applyInbox()
+	now := r.clk.Now()
+	hs, err := r.host.Sample(ctx)
+	if err != nil {
+		return err
+	}
+	psi := procstat.ReadPSI(r.o.Root.Proc, r.psiBuf)
+	if psi.Available {
+		hs.Metrics["psi_cpu_some_avg10"] = psi.CPUSome
+		hs.Metrics["psi_memory_some_avg10"] = psi.MemSome
+		hs.Metrics["psi_memory_full_avg10"] = psi.MemFull
+		hs.Metrics["psi_io_full_avg10"] = psi.IOFull
+	}
+	_, memKnown := hs.Metrics["mem_available_pct"]
+	h := correlate.Host{Time: now, CPUBusy: hs.Metrics["cpu_busy_pct"], CPUSteal: hs.Metrics["cpu_steal_pct"],
+		MemAvailPct: hs.Metrics["mem_available_pct"], MemKnown: memKnown, PSIMemFull: psi.MemFull, PSIMemSome: psi.MemSome, PSICPUSome: psi.CPUSome,
+		SwapUsedPct: hs.Metrics["swap_used_pct"],
+		Booting:     r.booting(now)}
+	t := tick{t: now, h: h, jobs: map[string]float64{}}
+	if r.needScan(h, now, woken) {
+		before := map[*procstat.JobRun]float64{}
+		for _, j := range r.sampler.Jobs() {
+			before[j] = j.CPUSec
+		}
+		var procs []procstat.ProcUse
+		procs, t.total = r.sampler.Tick(now, nil)
+		t.top = procstat.Top(procs, r.o.TopN)
+		r.lastScan = now
+		r.stats.Scans++
+		r.jobEnds(now, procs, before, t.jobs)
+	} else {
+		r.stats.ScansSkipped++
+	}
+	r.ring = append(r.ring, t)
+	if len(r.ring) > r.o.RingSize {
+		r.ring = r.ring[len(r.ring)-r.o.RingSize:]
+	}
+	if _, ok := hs.Metrics["cpu_busy_pct"]; ok {
+		if err := e.Emit(ctx, hs); err != nil {
+			return err
+		}
+	}
+	if err := r.summaries(ctx, e, now); err != nil {
+		return err
+	}
+	switch r.det.Observe(t.h) {
+	case correlate.Onset:
+		return r.onset(ctx, e, now)
+	case correlate.End:
+		return r.end(ctx, e, now)
+	}
+	if r.inc != nil && r.inc.snapshotDue(r, now) {
+		return r.record(ctx, e, now, evidence.KindSnapshot)
+	}
+	return nil
+}
+
+// applyInbox takes in what the log said since the last sample.
+func (r *Recorder) applyInbox() {
+	r.in.mu.Lock()
+	msgs := r.in.jobs.take()
+	kev := r.in.kernel.take()
+	r.in.mu.Unlock()
+	for _, ev := range kev {
+		r.keepEvent(evidence.Event{Time: ev.Time, Type: ev.Type, PID: ev.PID, Comm: ev.Comm, Message: ev.Message})
+	}
+	for _, m := range msgs {
+		if m.run != nil {
+			r.sampler.AddJob(m.run) // refuses a line read again after a restart
+			continue
+		}
+		if m.cancel {
+			r.sampler.RemoveJob(m.id)
+			continue
+		}
+		for _, j := range r.sampler.Jobs() {
+			if j.ID == m.id && j.Ended.IsZero() {
+				j.LogEnded = m.ended // taken once its processes are gone
+			}
+		}
+	}
+}
+
+// jobEnds infers which job runs ended from a scan. The log may never say
+// a job ended (Debian cron logs no END by default): when none of its
+// processes is left, it has. An end the log gave counts only then, with
+// the log's time: session lines come from auth.log and CMD lines from
+// syslog, read apart, and the VM paired a burner with debian-sa1's
+// session, which closed at once and ended the burner's run 0.2 s in.
+func (r *Recorder) jobEnds(now time.Time, procs []procstat.ProcUse, before map[*procstat.JobRun]float64, used map[string]float64) {
+	live := map[string]bool{}
+	for _, p := range procs {
+		if p.Job != "" {
+			live[p.Job] = true
+		}
+	}
+	for _, j := range r.sampler.Jobs() {
+		used[j.ID] = j.CPUSec - before[j]
+		if live[j.ID] {
+			j.LastLive = now
+		}
+		if j.Ended.IsZero() && j.Procs > 0 && !live[j.ID] {
+			j.Ended = now
+			// The log's time is finer than a sample, unless processes
+			// were seen alive after it: then it was some other run's end.
+			if j.LogEnded.After(j.LastLive) && j.LogEnded.Before(now) {
+				j.Ended = j.LogEnded
+			}
+		}
+		if j.Ended.IsZero() && j.Procs == 0 && !j.LogEnded.IsZero() {
+			j.Ended = j.LogEnded // ended before any sample saw it
+		}
+		// Never seen live: it exited before the first scan after its log
+		// line (the stock debian-sa1 line on systemd hosts takes ~1 ms).
+		if j.Ended.IsZero() && j.Procs == 0 && now.Sub(j.Start) > 2*r.o.Interval+5*time.Second {
+			j.Ended = j.Start
+		}
+	}
+}
+
+// booting reports whether the machine is still starting up: a boot runs
+// every CPU at 100% by itself, which is not an incident.
+func (r *Recorder) booting(now time.Time) bool {
+	if r.o.BootGrace <= 0 || now.Sub(r.sampler.BootTime()) >= r.o.BootGrace {
+		return false
+	}
+	r.in.mu.Lock()
+	done := r.in.boot
+	r.in.mu.Unlock()
+	return done.IsZero() || now.Sub(done) < bootSettle
+}
+
+// needScan decides whether this sample scans every process. The scan is
+// what attribution, job runs and their figures are made of; while the host
+// is calm and no run is open, nothing needs it every sample, and a scan of
+// a few hundred processes is most of the idle agent's CPU (bench/idle.sh).
+// A sample that is not calm scans, so the samples of an onset always hold
+// processes: the first one's figures then cover the time since the last
+// calm scan, which only dilutes a share, it never moves the blame.
+func (r *Recorder) needScan(h correlate.Host, now time.Time, woken bool) bool {
+	if r.o.CalmProcessInterval <= 0 || woken || r.lastScan.IsZero() || now.Sub(r.lastScan) >= r.o.CalmProcessInterval {
+		return true
+	}
+	if !r.det.Calm(h) {
+		return true
+	}
+	for _, j := range r.sampler.Jobs() {
+		if j.Ended.IsZero() {
+			return true
+		}
+	}
+	return false
+}
+
+// summaries writes a resource summary for every job run that ended: every
+// run gets one, spike or not.
+func (r *Recorder) summaries(ctx context.Context, e collectors.Emitter, now time.Time) error {
+	for _, j := range r.sampler.Jobs() {
+		if j.Ended.IsZero() || j.Procs < 0 {
+			continue
+		}
+		sum := evidence.JobRun{ID: j.ID, Job: j.Job, PID: j.PID, Unit: j.Unit, Start: j.Start, End: j.Ended,
+			CPUSeconds: j.CPUSec, PeakRSSBytes: j.Peak, ProcessesSeen: j.Procs > 0}
+		j.Procs = -1 // summarised
+		if err := r.o.Evidence.JobRun(now, &sum); err != nil {
+			r.o.Log.Warn("job run summary not kept", zap.Error(err))
+		}
+		err := e.Emit(ctx, collectors.Record{Time: now, Kind: collectors.KindEvent, Source: collectors.SourceRecorder, Type: collectors.TypeJobRun,
+			Message: fmt.Sprintf("job %s ran %s, used %.2f s CPU, peak RSS %d MiB", j.Job, j.Ended.Sub(j.Start).Round(time.Millisecond), j.CPUSec, j.Peak>>20),
+			Dims:    map[string]string{"job": j.Job, "pid": strconv.Itoa(j.PID)},
+			Metrics: map[string]float64{"cpu_seconds": j.CPUSec, "peak_rss_bytes": float64(j.Peak), "duration_seconds": j.Ended.Sub(j.Start).Seconds()}})
+		if err != nil {
+			return err
+		}
+	}
+	r.sampler.DropEnded(now.Add(-r.o.JobWindow - time.Minute))
+	return nil
+}
+
+// keepEvent keeps a kernel event for the incident's timeline: the last
+// eventsKept, or, during an incident, its first ones.
+func (r *Recorder) keepEvent(ev evidence.Event) {
+	if r.inc != nil {
+		r.inc.addEvent(ev)
+		return
+	}
+	if len(r.events) >= eventsKept {
+		r.events = r.events[1:]
+	}
+	r.events = append(r.events, ev)
+}

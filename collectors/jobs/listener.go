@@ -1,0 +1,127 @@
+package jobs
+
+import (
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ec2diag/ec2diag/collectors"
+	"github.com/ec2diag/ec2diag/internal/escape"
+	"github.com/ec2diag/ec2diag/internal/syslog"
+)
+
+// Listener hears what the log says happened, as it is read: the flight
+// recorder implements it. Calls come from the log reader's goroutines and
+// must not block.
+type Listener interface {
+	// JobStarted: a job run began (a CMD line, a unit starting). The run
+	// is the tracker's; copy what is kept.
+	JobStarted(r *Run)
+	// JobEnded: the log says run id ended at t.
+	JobEnded(id string, t time.Time)
+	// JobCancelled: run id turned out not to be a job (a unit that
+	// started and keeps running is a service).
+	JobCancelled(id string)
+	// KernelEvent: the kernel logged an OOM kill, a hung task, a soft
+	// lockup or an RCU stall.
+	KernelEvent(ev KernelEvent)
+	// SSHLogin: an sshd logged a login.
+	SSHLogin(l Login)
+	// BootFinished: systemd (PID 1) logged "Startup finished".
+	BootFinished(t time.Time)
+}
+
+// KernelEvent is a kernel event the logs told of.
+type KernelEvent struct {
+	Time    time.Time
+	Type    string // TypeOOMKill, TypeHungTask, TypeSoftLockup, TypeRCUStall
+	PID     int    // the victim or the blocked task
+	Comm    string
+	Message string // escaped and bounded
+}
+
+// Login is an SSH login: sshd process PID logged that User logged in from
+// Addr at Time.
+type Login struct {
+	PID  int
+	User string
+	Addr string
+	Time time.Time
+}
+
+// Events is the agent's reading of the log: it recognises each line,
+// pairs job starts and ends, tells a Listener what they mean and turns
+// what sinks should see into records. Safe for concurrent use (the log
+// files are read concurrently).
+type Events struct {
+	Listener Listener
+	mu       sync.Mutex
+	tr       *Tracker
+	out      []collectors.Record
+}
+
+// NewEvents reads the log for l, naming jobs with n.
+func NewEvents(n *Namer, l Listener) *Events {
+	g := &Events{Listener: l, tr: NewTracker(n, false)}
+	g.tr.OnStart = func(r *Run) {
+		l.JobStarted(r)
+		if r.Source == "systemd" {
+			// Not yet known to be a job: most units that start are
+			// services. Its summary comes if it finishes as a job.
+			return
+		}
+		g.out = append(g.out, collectors.Record{Time: r.Start, Kind: collectors.KindEvent, Source: collectors.Source(r.Source), Type: collectors.TypeJobStart,
+			Message: "job " + r.Job + " started",
+			Dims:    map[string]string{"job": r.Job, "user": r.User, "pid": strconv.Itoa(r.PID), "unit": r.Unit, "command": r.Command}})
+	}
+	g.tr.OnEnd = func(r *Run) {
+		if r.End != nil {
+			l.JobEnded(r.Key(), *r.End)
+		}
+	}
+	g.tr.OnCancel = func(r *Run) { l.JobCancelled(r.Key()) }
+	return g
+}
+
+// Line reads one parsed log line (from file at offset) and returns the
+// records it makes for the sinks.
+func (g *Events) Line(line *syslog.Line, file string, offset int64) []collectors.Record {
+	var ev Event
+	if !Recognize(line, &ev) {
+		return nil
+	}
+	ev.File, ev.Offset = file, offset
+	if ev.Type == TypeSSHLogin {
+		g.Listener.SSHLogin(Login{PID: ev.PID, User: ev.User, Addr: ev.Addr, Time: ev.Time})
+		return nil
+	}
+	if ev.Type == TypeStartupDone && ev.PID == 1 {
+		g.Listener.BootFinished(ev.Time) // PID 1's, not a user manager's
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.out = g.out[:0]
+	g.tr.Feed(&ev)
+	switch ev.Type {
+	case TypeOOMKill, TypeOOMInvoked, TypeHungTask, TypeSoftLockup, TypeRCUStall, TypeENA, TypeLinesLost:
+		dims := map[string]string{"level": "warn"}
+		if ev.Comm != "" {
+			dims["comm"] = ev.Comm
+		}
+		if ev.Victim != 0 {
+			dims["victim_pid"] = strconv.Itoa(ev.Victim)
+		}
+		if ev.Iface != "" {
+			dims["iface"] = ev.Iface
+		}
+		g.out = append(g.out, collectors.Record{Time: ev.Time, Kind: collectors.KindEvent, Source: collectors.Source(ev.Source), Type: collectors.Type(ev.Type), Message: ev.Message, Dims: dims})
+		if ev.Type != TypeENA && ev.Type != TypeLinesLost && ev.Type != TypeOOMInvoked {
+			pid := ev.Victim
+			if pid == 0 {
+				pid = ev.JobPID
+			}
+			g.Listener.KernelEvent(KernelEvent{Time: ev.Time.UTC(), Type: ev.Type, PID: pid, Comm: ev.Comm, Message: escape.Truncate(escape.Control(ev.Message), 200)})
+		}
+	}
+	return append([]collectors.Record(nil), g.out...)
+}
