@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"time"
 )
 
 // openGzip opens a compressed rotation for one sequential read. Its
@@ -25,7 +24,7 @@ func openGzip(name string) (*file, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &file{r: r, c: r, name: name, id: Identity{FP: fp, FPLen: n}, grew: time.Now(), sealed: true}, nil
+	return &file{r: r, c: r, name: name, id: Identity{FP: fp, FPLen: n}, sealed: true}, nil
 }
 
 // gzipReaderAt serves ReadAt over a gzip stream for callers that read

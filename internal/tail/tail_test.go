@@ -719,3 +719,46 @@ func TestOtherFilesInTheDirectoryDoNotWake(t *testing.T) {
 	h.rotate(true, 2, 2)
 	h.expectAll()
 }
+
+// An error from the handler stops the follower on every path, the rotation
+// path too: the partial last line of a rotated file is handed on when the
+// follower moves to the new file, and its error used to be dropped (the
+// follower went on, and the line's consequences were lost without a word).
+func TestHandlerErrorOnTheRotationPathStopsTheFollower(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "syslog")
+	os.WriteFile(path, []byte("a\nboom-partial"), 0o644)
+	f := New(Options{Path: path, StateDir: filepath.Join(dir, "state"), FromStart: true, PollInterval: 20 * time.Millisecond, RotateGrace: 20 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	boom := fmt.Errorf("sink refused the line")
+	var got []string
+	done := make(chan error, 1)
+	go func() {
+		done <- f.Run(ctx, func(b []Line, ack func()) error {
+			for _, l := range b {
+				got = append(got, string(l.Data))
+				if strings.HasPrefix(string(l.Data), "boom") {
+					return boom
+				}
+			}
+			ack()
+			return nil
+		})
+	}()
+	<-f.Started()
+	time.Sleep(100 * time.Millisecond)
+	os.Rename(path, path+".1")
+	os.WriteFile(path, []byte("b\n"), 0o644)
+	select {
+	case err := <-done:
+		if err != boom {
+			t.Fatalf("Run returned %v, want the handler's error", err)
+		}
+	case <-ctx.Done():
+		t.Fatalf("the follower went on after its handler failed (lines %q)", got)
+	}
+	if strings.Join(got, ",") != "a,boom-partial" {
+		t.Errorf("lines handed on %q; want the follower to stop at the failing one", got)
+	}
+}
