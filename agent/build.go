@@ -55,6 +55,9 @@ type Deps struct {
 	Ethtool func() (nethealth.StatsFunc, func(), error)
 	// Self is the agent's pid (0: this process).
 	Self int
+	// NoInotify follows the log files by polling only (a fixture stepped
+	// in fake time).
+	NoInotify bool
 }
 
 // Daemon is ec2diag's System: every component the daemon runs, made once.
@@ -136,6 +139,7 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (_ *Daemon, err error
 	s.icheck = s.instanceChecks(cfg)
 
 	s.logs = logsink.New(d.Log.Named("events"), cfg.Sinks.SummaryInterval.D())
+	s.logs.Clock = d.Clock
 	if s.cw, err = s.cloudWatch(ctx, cfg); err != nil {
 		return nil, err
 	}
@@ -400,7 +404,7 @@ func (s *Daemon) logSource(cfg config.Config) *logsource.Collector {
 	src := logsource.New(logsource.Options{
 		Files: cfg.Syslog.Files, Journal: logsource.UseJournal(cfg.Syslog.Source, cfg.Syslog.Files), StateDir: cfg.StateDir, FromStart: cfg.Syslog.FromStart,
 		Location: loc, CheckpointEvery: cfg.Syslog.CheckpointInterval.D(), PollInterval: cfg.Syslog.PollInterval.D(),
-		MaxLineBytes: cfg.Syslog.MaxLineBytes, JournalProbe: cfg.Syslog.JournalProbe.D(), Log: s.d.Log.Named("logsource"), Clock: s.d.Clock,
+		MaxLineBytes: cfg.Syslog.MaxLineBytes, JournalProbe: cfg.Syslog.JournalProbe.D(), Log: s.d.Log.Named("logsource"), Clock: s.d.Clock, NoInotify: s.d.NoInotify,
 	})
 	ev := s.events
 	return &logsource.Collector{Source: src, StatsInterval: cfg.Sinks.SummaryInterval.D(), Clock: s.d.Clock,
@@ -475,6 +479,7 @@ func (s *Daemon) cloudWatch(ctx context.Context, cfg config.Config) (Sink, error
 		if err != nil {
 			return nil, err
 		}
+		sp.Clock = s.d.Clock
 		s.spool = sp
 	}
 	dims := []metrics.Dim{{Name: "InstanceId", Value: id.InstanceID}}
@@ -490,7 +495,7 @@ func (s *Daemon) cloudWatch(ctx context.Context, cfg config.Config) (Sink, error
 	agg := metrics.New(AggOptions(cw, dims))
 	return cwsink.New(cwsink.Options{Namespace: cw.Namespace, API: cwsink.NewClient(awsCfg, cw.Endpoint), Agg: agg, Spool: s.spool,
 		Period: cw.Period.D(), Offset: cwsink.Offset(id.InstanceID, min(cw.Period.D(), time.Minute)),
-		RequestTimeout: cw.RequestTimeout.D(), Log: log, SummaryEvery: cfg.Sinks.SummaryInterval.D()}), nil
+		RequestTimeout: cw.RequestTimeout.D(), Log: log, SummaryEvery: cfg.Sinks.SummaryInterval.D(), Clock: s.d.Clock}), nil
 }
 
 // AggOptions is how the agent shapes its metrics from the config; the

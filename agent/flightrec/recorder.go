@@ -213,7 +213,7 @@ func (r *Recorder) Run(ctx context.Context, e collectors.Emitter) error {
 		if active, _ := r.det.Active(); active && r.o.FastInterval > 0 {
 			iv = r.o.FastInterval
 		}
-		last := time.Now() // monotonic, for the timers below
+		last := r.clk.Now()
 		woken = false
 		t := time.NewTimer(iv)
 		select {
@@ -227,7 +227,7 @@ func (r *Recorder) Run(ctx context.Context, e collectors.Emitter) error {
 			// Woken early (a job started, a PSI trigger): at most every
 			// minWake, or a flood of start lines (anyone can log them)
 			// kept the recorder scanning /proc without a pause.
-			if d := minWake - time.Since(last); d > 0 {
+			if d := minWake - r.clk.Now().Sub(last); d > 0 {
 				select {
 				case <-ctx.Done():
 					return nil

@@ -54,7 +54,7 @@ Missing permissions give a warn naming the permission, never a fail.`,
 				return &exitError{code: exitUsage, err: fmt.Errorf("ec2diag check runs on an EC2 instance (IMDS: %v)", err)}
 			}
 			rs := checks.Run(ctx, checkEnv(ctx, cfg, id))
-			rs = append(rs, metricCost(cfg, "/sys"))
+			rs = append(rs, metricCost(cfg, g.hostRoot().Sys))
 			out := cmd.OutOrStdout()
 			if format == "json" {
 				if err := json.NewEncoder(out).Encode(map[string]any{"results": rs, "worst": checks.Worst(rs)}); err != nil {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ec2diag/ec2diag/collectors/nethealth"
+	"github.com/ec2diag/ec2diag/internal/hostfs"
 	"github.com/spf13/cobra"
 )
 
@@ -32,7 +33,10 @@ Exit status 0 when all are ok or there are none, 1 when any is degraded, down or
 				stats = nil
 			}
 			defer closeStats()
-			if root != "/sys" {
+			if root == "" {
+				root = g.hostRoot().Sys
+			}
+			if root != hostfs.Default().Sys {
 				stats = nil // the fixture's interfaces are not this machine's
 			}
 			c := nethealth.NewChecker(root, stats)
@@ -69,7 +73,7 @@ Exit status 0 when all are ok or there are none, 1 when any is degraded, down or
 			return nil
 		},
 	}
-	c.Flags().StringVar(&root, "sysfs-root", "/sys", "where sysfs is mounted (a fixture tree in tests)")
+	c.Flags().StringVar(&root, "sysfs-root", "", "where sysfs is mounted (default /sys; a fixture tree in tests)")
 	c.Flags().StringVar(&format, "format", "text", "output: text or json")
 	c.Flags().DurationVar(&interval, "interval", 2*time.Second, "time between the two readings")
 	return c

@@ -43,7 +43,7 @@ a postmortem).`,
 			bootSet = cmd.Flags().Changed("boot")
 			var sel []incidentView
 			for _, v := range views {
-				if since > 0 && v.Onset.Before(time.Now().Add(-since)) {
+				if since > 0 && v.Onset.Before(g.clock().Now().Add(-since)) {
 					continue
 				}
 				if bootSet && v.Boot != boot {

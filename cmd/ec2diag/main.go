@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/ec2diag/ec2diag/internal/clock"
+
 	"github.com/ec2diag/ec2diag/internal/hostfs"
 	"github.com/spf13/cobra"
 )
@@ -61,6 +63,9 @@ type globalFlags struct {
 	// host, or a fixture tree (--host-root, for tests and containers).
 	root string
 }
+
+// clock is the time the subcommands read.
+func (g *globalFlags) clock() clock.Clock { return clock.Real{} }
 
 // hostRoot is the host the subcommands look at.
 func (g *globalFlags) hostRoot() hostfs.Root {

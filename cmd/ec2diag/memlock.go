@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ec2diag/ec2diag/internal/hostfs"
 	"github.com/ec2diag/ec2diag/internal/logging"
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
@@ -41,7 +42,7 @@ func lockMemory(log *zap.Logger) {
 // CLI run of the same binary). It reports how much of the binary was
 // resident before and after.
 func trimProgramPages(locked bool) (before, after int64, err error) {
-	exe, err := os.Readlink("/proc/self/exe")
+	exe, err := os.Readlink(hostfs.Self + "/exe")
 	if err != nil {
 		return 0, 0, err
 	}
@@ -77,7 +78,7 @@ type mapping struct {
 
 // programMappings lists the mappings of the file exe in /proc/self/maps.
 func programMappings(exe string) ([]mapping, error) {
-	b, err := os.ReadFile("/proc/self/maps")
+	b, err := os.ReadFile(hostfs.Self + "/maps")
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +101,7 @@ func programMappings(exe string) ([]mapping, error) {
 
 // residentOf sums the Rss of exe's mappings in /proc/self/smaps, in bytes.
 func residentOf(exe string) int64 {
-	b, err := os.ReadFile("/proc/self/smaps")
+	b, err := os.ReadFile(hostfs.Self + "/smaps")
 	if err != nil {
 		return -1
 	}

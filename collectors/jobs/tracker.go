@@ -36,9 +36,11 @@ type Run struct {
 	paired bool // tied to a pam session
 }
 
-// Key identifies a run across re-reads of the same line.
+// Key identifies a run across re-reads of the same line: its host, source,
+// pid (a cron job's) or unit (a timer's) and start. Never its command: the
+// key is stored and shipped, and a command line can carry a password.
 func (r *Run) Key() string {
-	return fmt.Sprintf("%s|%s|%d|%s|%d", r.Host, r.Source, r.PID, r.Unit+r.Command, r.Start.UnixNano())
+	return fmt.Sprintf("%s|%s|%d|%s|%d", r.Host, r.Source, r.PID, r.Unit, r.Start.UnixNano())
 }
 
 // Tracker pairs events into runs. Feed events in time order (per host);

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ec2diag/ec2diag/internal/clock"
+
 	"github.com/ec2diag/ec2diag/internal/atomicfile"
 
 	"github.com/ec2diag/ec2diag/internal/escape"
@@ -410,10 +412,11 @@ func (j *journalReader) save(force bool) {
 		every = time.Second
 	}
 	c := j.committed
-	durable := force || time.Since(j.lastSave) >= every
+	now := clock.Or(j.o.Clock).Now()
+	durable := force || now.Sub(j.lastSave) >= every
 	j.dirty = false
 	if durable {
-		j.lastSave = time.Now()
+		j.lastSave = now
 	}
 	j.mu.Unlock()
 	if err := atomicfile.Write(j.cursorFile(), []byte(c+"\n"), atomicfile.Options{Durable: durable, MkdirAll: true}); err != nil {

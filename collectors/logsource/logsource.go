@@ -57,6 +57,8 @@ type Options struct {
 	// Clock dates what has no date of its own (the year of traditional
 	// timestamps); nil is the system clock.
 	Clock clock.Clock
+	// NoInotify polls the files only (tail.Options.NoInotify).
+	NoInotify bool
 }
 
 // Source follows the configured files or the journal.
@@ -80,7 +82,7 @@ func New(o Options) *Source {
 	for _, f := range o.Files {
 		s.followers = append(s.followers, tail.New(tail.Options{
 			Path: f, StateDir: o.StateDir, FromStart: o.FromStart, MaxLineBytes: o.MaxLineBytes,
-			PollInterval: o.PollInterval, CheckpointEvery: o.CheckpointEvery, Log: o.Log,
+			PollInterval: o.PollInterval, CheckpointEvery: o.CheckpointEvery, Log: o.Log, Clock: o.Clock, NoInotify: o.NoInotify,
 		}))
 	}
 	return s

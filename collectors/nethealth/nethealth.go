@@ -52,7 +52,7 @@ type StatsFunc func(iface string) (map[string]uint64, error)
 
 // Checker keeps counter history between checks.
 type Checker struct {
-	SysRoot string    // "/sys"
+	SysRoot string    // the sys root
 	Stats   StatsFunc // nil: no ethtool statistics
 	// FullEvery: every FullEvery-th check reads everything (identity,
 	// links, informational counters, every EFA counter); the checks in

@@ -35,7 +35,7 @@ type Key struct {
 
 // Scanner reads /proc with reused buffers.
 type Scanner struct {
-	Root    string // "/proc"
+	Root    string // the proc root
 	dirBuf  []byte
 	fileBuf []byte
 	path    []byte

@@ -128,7 +128,15 @@ func Decide(onset time.Time, window time.Duration, runs []RunUse, procs []ProcUs
 				return v.Top[i].RSSBytes > v.Top[j].RSSBytes
 			}
 		}
-		return v.Top[i].CPUSec > v.Top[j].CPUSec
+		if v.Top[i].CPUSec != v.Top[j].CPUSec {
+			return v.Top[i].CPUSec > v.Top[j].CPUSec
+		}
+		// Ties (idle processes) in a fixed order, so the same spike is
+		// always recorded the same way: bigger first, then by pid.
+		if v.Top[i].RSSBytes != v.Top[j].RSSBytes {
+			return v.Top[i].RSSBytes > v.Top[j].RSSBytes
+		}
+		return v.Top[i].PID < v.Top[j].PID
 	})
 	if len(v.Top) > 10 {
 		v.Top = v.Top[:10]
@@ -329,9 +337,16 @@ func groups(top []ProcUse, memTotal int64, byMemory bool) ([]GroupBlame, int64) 
 			if grown >= MinGrowth && out[i].GrowthShare != out[j].GrowthShare {
 				return out[i].GrowthShare > out[j].GrowthShare
 			}
-			return out[i].MemShare > out[j].MemShare
+			if out[i].MemShare != out[j].MemShare {
+				return out[i].MemShare > out[j].MemShare
+			}
+		} else if out[i].CPUShare != out[j].CPUShare {
+			return out[i].CPUShare > out[j].CPUShare
 		}
-		return out[i].CPUShare > out[j].CPUShare
+		if out[i].RSSBytes != out[j].RSSBytes {
+			return out[i].RSSBytes > out[j].RSSBytes
+		}
+		return out[i].Name < out[j].Name
 	})
 	return out, grown
 }

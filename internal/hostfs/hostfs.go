@@ -27,6 +27,10 @@ type Root struct {
 	Dev string
 }
 
+// Self is the agent's own process in procfs: always the real one, whatever
+// root the host is read from.
+const Self = "/proc/self"
+
 // Default is the running host.
 func Default() Root { return Root{Proc: "/proc", Sys: "/sys", FS: "/", Dev: "/dev"} }
 

@@ -53,7 +53,7 @@ type Group struct {
 
 // Reader reads process information under injected roots.
 type Reader struct {
-	Proc string // "/proc"
+	Proc string // the proc root
 	// Root is the file system root for /etc/passwd and the container
 	// runtimes' files ("/").
 	Root  string

@@ -18,7 +18,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
+
+	"github.com/ec2diag/ec2diag/internal/clock"
 
 	"github.com/ec2diag/ec2diag/internal/atomicfile"
 
@@ -31,6 +32,8 @@ import (
 type Spool struct {
 	dir string
 	max int64
+	// Clock names the batches in time order; nil is the system clock.
+	Clock clock.Clock
 
 	mu      sync.Mutex
 	seq     uint64
@@ -68,7 +71,7 @@ func (s *Spool) Put(ds []metrics.Datum) error {
 	}
 	s.mu.Lock()
 	s.seq++
-	name := fmt.Sprintf("%020d-%08d%s", time.Now().UnixNano(), s.seq, suffix)
+	name := fmt.Sprintf("%020d-%08d%s", clock.Or(s.Clock).Now().UnixNano(), s.seq, suffix)
 	s.mu.Unlock()
 	if err := s.write(name, ds); err != nil {
 		return err

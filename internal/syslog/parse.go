@@ -8,6 +8,8 @@ package syslog
 import (
 	"bytes"
 	"time"
+
+	"github.com/ec2diag/ec2diag/internal/clock"
 )
 
 // Format is the timestamp format a line was written in.
@@ -57,6 +59,8 @@ type Parser struct {
 	// Anchor is a time known to be at or after the file's lines, normally
 	// the file's mtime (or now for a live tail); it picks the year.
 	Anchor time.Time
+	// Clock gives the anchor when Anchor is zero; nil is the system clock.
+	Clock clock.Clock
 
 	year      int
 	lastMonth time.Month
@@ -269,7 +273,7 @@ func (p *Parser) traditional(b []byte) (time.Time, bool) {
 	if !p.started {
 		anchor := p.Anchor
 		if anchor.IsZero() {
-			anchor = time.Now()
+			anchor = clock.Or(p.Clock).Now()
 		}
 		anchor = anchor.In(loc)
 		p.year = anchor.Year()

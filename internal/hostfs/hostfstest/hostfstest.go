@@ -39,8 +39,9 @@ type Host struct {
 	VMStat map[string]uint64
 	Procs  map[int]*Proc
 	// BootID is /proc/sys/kernel/random/boot_id.
-	BootID string
-	gone   []int
+	BootID  string
+	gone    []int
+	jiffies float64 // the fraction of a jiffy not yet counted
 }
 
 // PSI are the avg10 figures the pressure files say.
@@ -63,6 +64,7 @@ type Proc struct {
 	// StartTicks is its start, in ticks after boot.
 	StartTicks uint64
 	Wchan      string
+	acc        float64 // the fraction of a tick not yet counted
 }
 
 // New makes an empty host booted at boot, with PID 1.
@@ -113,12 +115,24 @@ func (h *Host) Remove(pid int) {
 
 // Step advances the host by one 5-second sample: every process burns its
 // PerStep ticks, and the CPUs are busyPct busy.
-func (h *Host) Step(busyPct uint64) {
-	j := uint64(h.CPUs) * 500
-	h.Busy += j * busyPct / 100
-	h.Idle += j * (100 - busyPct) / 100
+func (h *Host) Step(busyPct uint64) { h.StepFor(5*time.Second, busyPct) }
+
+// StepFor advances the host by d: the CPUs are busyPct busy, and every
+// process burns its PerStep ticks per 5 s pro rata (fractions carried to
+// the next step), so a host stepped in small slices reads the same rates
+// to whoever samples it, whenever.
+func (h *Host) StepFor(d time.Duration, busyPct uint64) {
+	h.jiffies += float64(h.CPUs) * 100 * d.Seconds()
+	whole := uint64(h.jiffies)
+	h.jiffies -= float64(whole)
+	busy := whole * busyPct / 100
+	h.Busy += busy
+	h.Idle += whole - busy
 	for _, p := range h.Procs {
-		p.Ticks += p.PerStep
+		p.acc += float64(p.PerStep) * d.Seconds() / 5
+		n := uint64(p.acc)
+		p.acc -= float64(n)
+		p.Ticks += n
 	}
 	h.Write()
 }

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ec2diag/ec2diag/internal/clock"
 	"hash/fnv"
 	"math/rand/v2"
 	"sync"
@@ -59,6 +60,8 @@ type Options struct {
 	Offset         time.Duration
 	RequestTimeout time.Duration
 	Log            *zap.Logger
+	// Clock dates the periods and the retries; nil is the system clock.
+	Clock clock.Clock
 	// SummaryEvery is how often the journal gets one line on publishing
 	// (calls, datums, failures, metrics billed in the last hour, spool);
 	// 0: never.
@@ -119,6 +122,8 @@ func New(o Options) *Sink {
 
 func (s *Sink) Name() string { return "cloudwatch" }
 
+func (s *Sink) now() time.Time { return clock.Or(s.o.Clock).Now() }
+
 // Write only aggregates: the pipeline never waits for the network.
 func (s *Sink) Write(_ context.Context, batch []collectors.Record) error {
 	s.start.Do(func() { s.running.Store(true); go s.loop() })
@@ -139,7 +144,7 @@ func (s *Sink) Close(ctx context.Context) error {
 		case <-ctx.Done():
 		}
 	}
-	s.flush(time.Now(), true)
+	s.flush(s.now(), true)
 	s.Drain(ctx)
 	return nil
 }
@@ -207,10 +212,10 @@ func (s *Sink) loop() {
 	// Data spooled by an earlier run goes first.
 	if err := s.Drain(ctx); err != nil {
 		backoff = baseBackoff
-		retryAt = time.Now().Add(jitter(backoff))
+		retryAt = s.now().Add(jitter(backoff))
 	}
 	for {
-		now := time.Now()
+		now := s.now()
 		next := now.Truncate(s.o.Period).Add(s.o.Period + s.o.Offset)
 		if next.Sub(now) > s.o.Period {
 			next = next.Add(-s.o.Period)
@@ -222,10 +227,10 @@ func (s *Sink) loop() {
 		select {
 		case <-s.stop:
 			return
-		case <-time.After(time.Until(wake)):
+		case <-time.After(wake.Sub(s.now())):
 		case <-s.kick:
 		}
-		now = time.Now()
+		now = s.now()
 		if !now.Before(next) {
 			s.flush(now.Add(-s.o.Offset), false)
 		} else if retryAt.IsZero() || now.Before(retryAt) {
@@ -236,16 +241,16 @@ func (s *Sink) loop() {
 				return
 			}
 			backoff = min(max(2*backoff, baseBackoff), maxBackoff)
-			retryAt = time.Now().Add(jitter(backoff))
+			retryAt = s.now().Add(jitter(backoff))
 			s.o.Log.Warn("CloudWatch unreachable; data kept in the spool", zap.Error(err),
-				zap.Duration("retry_in", time.Until(retryAt).Round(time.Millisecond)), zap.Int64("spool_bytes", s.o.Spool.Size()))
+				zap.Duration("retry_in", retryAt.Sub(s.now()).Round(time.Millisecond)), zap.Int64("spool_bytes", s.o.Spool.Size()))
 		} else {
 			if backoff > 0 {
 				s.o.Log.Info("CloudWatch reachable again; spool drained")
 			}
 			backoff, retryAt = 0, time.Time{}
 		}
-		s.summarize(time.Now())
+		s.summarize(s.now())
 	}
 }
 
@@ -338,7 +343,7 @@ func (s *Sink) Drain(ctx context.Context) error {
 		}
 		fresh := ds[:0:0]
 		for _, d := range ds {
-			if time.Since(d.Time) < MaxAge {
+			if s.now().Sub(d.Time) < MaxAge {
 				fresh = append(fresh, d)
 			}
 		}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ec2diag/ec2diag/internal/clock"
+
 	"github.com/ec2diag/ec2diag/collectors"
 	"github.com/ec2diag/ec2diag/internal/escape"
 	"github.com/ec2diag/ec2diag/internal/logging"
@@ -19,6 +21,8 @@ import (
 
 // Sink logs events and periodic summaries.
 type Sink struct {
+	// Clock dates the summaries; nil is the system clock.
+	Clock    clock.Clock
 	log      *zap.Logger
 	interval time.Duration
 	last     time.Time
@@ -50,7 +54,7 @@ func (s *Sink) Write(_ context.Context, batch []collectors.Record) error {
 			s.latest[string(r.Source)+"/"+string(r.Type)] = *r
 		}
 	}
-	now := time.Now()
+	now := clock.Or(s.Clock).Now()
 	if s.last.IsZero() {
 		s.last = now
 	} else if now.Sub(s.last) >= s.interval {
@@ -121,7 +125,7 @@ func (s *Sink) summary(now time.Time) {
 
 func (s *Sink) Close(context.Context) error {
 	if s.samples+s.events > 0 {
-		s.summary(time.Now())
+		s.summary(clock.Or(s.Clock).Now())
 	}
 	return nil
 }
