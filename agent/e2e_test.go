@@ -58,7 +58,9 @@ func runFixtureIncident(t *testing.T) (view, consoleOut []byte) {
 	cfg.Spikes.Console = consolePath
 	cfg.Sinks.File.Path = filepath.Join(h.Dir, "events.jsonl")
 	cfg.MemoryLock, cfg.MemoryTrim = false, false
-	noEthtool := func() (nethealth.StatsFunc, func(), error) { return nil, func() {}, fmt.Errorf("no ethtool on a fixture") }
+	noEthtool := func() (nethealth.StatsFunc, func(), error) {
+		return nil, func() {}, fmt.Errorf("no ethtool on a fixture")
+	}
 	d, err := Build(context.Background(), cfg, Deps{Log: zap.NewNop(), Root: h.Root, Self: 99999, NoInotify: true, Ethtool: noEthtool})
 	if err != nil {
 		t.Fatal(err)
