@@ -19,7 +19,7 @@ import (
 	"github.com/ec2diag/ec2diag/collectors/logsource"
 	"github.com/ec2diag/ec2diag/collectors/nethealth"
 	"github.com/ec2diag/ec2diag/collectors/suspend"
-	"github.com/ec2diag/ec2diag/internal/checks"
+	"github.com/ec2diag/ec2diag/internal/checks/result"
 	"github.com/ec2diag/ec2diag/internal/clock"
 	"github.com/ec2diag/ec2diag/internal/config"
 	"github.com/ec2diag/ec2diag/internal/correlate"
@@ -50,7 +50,7 @@ type Deps struct {
 	Print io.Writer
 	// Checks runs the instance hygiene checks (nil: none in the daemon).
 	// Given by the caller so that this package does not link the EC2 API.
-	Checks func(ctx context.Context, cfg config.Config) []checks.Result
+	Checks func(ctx context.Context, cfg config.Config) []result.Result
 	// Ethtool opens the ethtool statistics socket (nil: the real ioctl).
 	Ethtool func() (nethealth.StatsFunc, func(), error)
 	// Self is the agent's pid (0: this process).
@@ -426,7 +426,7 @@ func (s *Daemon) instanceChecks(cfg config.Config) *instancecheck.Collector {
 	}
 	run := s.d.Checks
 	return &instancecheck.Collector{Interval: cfg.Checks.Interval.D(), Clock: s.d.Clock,
-		Check: func(ctx context.Context) []checks.Result { return run(ctx, cfg) }}
+		Check: func(ctx context.Context) []result.Result { return run(ctx, cfg) }}
 }
 
 // logsShipper builds the CloudWatch Logs shipper, or nil when shipping is

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/ec2diag/ec2diag/collectors"
-	"github.com/ec2diag/ec2diag/internal/checks"
+	"github.com/ec2diag/ec2diag/internal/checks/result"
 	"github.com/ec2diag/ec2diag/internal/clock"
 )
 
@@ -17,7 +17,7 @@ import (
 // calling AWS again at once.
 type Collector struct {
 	Interval time.Duration
-	Check    func(ctx context.Context) []checks.Result
+	Check    func(ctx context.Context) []result.Result
 	Clock    clock.Clock
 	last     time.Time
 }
@@ -43,14 +43,14 @@ func (c *Collector) Run(ctx context.Context, e collectors.Emitter) error {
 		fail, warn := 0, 0
 		for _, r := range rs {
 			switch r.Status {
-			case checks.Fail:
+			case result.Fail:
 				fail++
-			case checks.Warn:
+			case result.Warn:
 				warn++
 			}
-			if r.Status != checks.Pass {
+			if r.Status != result.Pass {
 				lvl := "warn"
-				if r.Status == checks.Fail {
+				if r.Status == result.Fail {
 					lvl = "error"
 				}
 				if err := e.Emit(ctx, collectors.Record{Time: now, Kind: collectors.KindEvent, Source: collectors.SourceInstanceCheck, Type: collectors.TypeCheckResult,

@@ -11,29 +11,24 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/smithy-go"
+	"github.com/ec2diag/ec2diag/internal/checks/result"
 )
 
 // Statuses.
 const (
-	Pass = "pass"
-	Warn = "warn"
-	Fail = "fail"
+	Pass = result.Pass
+	Warn = result.Warn
+	Fail = result.Fail
 )
 
 // Result is one check's outcome; the JSON is a contract.
-type Result struct {
-	Name    string            `json:"name"`
-	Status  string            `json:"status"`
-	Reason  string            `json:"reason"`
-	Details map[string]string `json:"details,omitempty"`
-}
+type Result = result.Result
 
 // EC2API is what the checks call; *ec2.Client satisfies it.
 type EC2API interface {
@@ -326,13 +321,4 @@ func Containers() bool {
 }
 
 // Worst returns the worst status among results.
-func Worst(rs []Result) string {
-	order := []string{Pass, Warn, Fail}
-	w := Pass
-	for _, r := range rs {
-		if slices.Index(order, r.Status) > slices.Index(order, w) {
-			w = r.Status
-		}
-	}
-	return w
-}
+func Worst(rs []Result) string { return result.Worst(rs) }

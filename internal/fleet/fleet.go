@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs/types"
+	"github.com/ec2diag/ec2diag/internal/clock"
 )
 
 // API is what the queries call; *cloudwatchlogs.Client satisfies it.
@@ -115,7 +116,7 @@ func Source(group string) string { return "SOURCE '" + group + "' | " }
 type Client struct {
 	API   API
 	Group string
-	Now   func() time.Time
+	Clock clock.Clock
 	// Poll is the first wait between GetQueryResults calls (doubling to
 	// 5 s); Timeout bounds the whole query.
 	Poll, Timeout time.Duration
@@ -123,10 +124,7 @@ type Client struct {
 
 // Run starts query over the last since and waits for its rows.
 func (c *Client) Run(ctx context.Context, query string, since time.Duration) ([]map[string]string, error) {
-	now := time.Now
-	if c.Now != nil {
-		now = c.Now
-	}
+	now := clock.Or(c.Clock).Now
 	if c.Timeout <= 0 {
 		c.Timeout = 5 * time.Minute
 	}
