@@ -20,7 +20,7 @@ import (
 func cgroup2(t *testing.T) string {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
-		t.Skipf("no mountinfo: %v", err)
+		testkit.Need(t, false, "no mountinfo: %v", err)
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
@@ -31,7 +31,7 @@ func cgroup2(t *testing.T) string {
 			return fs[4]
 		}
 	}
-	t.Skip("no cgroup2 hierarchy mounted")
+	testkit.Need(t, false, "no cgroup2 hierarchy mounted")
 	return ""
 }
 
@@ -42,7 +42,7 @@ func inCgroup(t *testing.T, rel string, argv ...string) *exec.Cmd {
 	root := cgroup2(t)
 	dir := filepath.Join(root, rel)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Skipf("cgroup2 is not writable here: %v", err)
+		testkit.Need(t, false, "cgroup2 is not writable here (root needed): %v", err)
 	}
 	// Started stopped (a shell that waits for a line), moved, then let go:
 	// every process it starts is born in the cgroup.
@@ -67,7 +67,7 @@ func inCgroup(t *testing.T, rel string, argv ...string) *exec.Cmd {
 		}
 	})
 	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(fmt.Sprint(c.Process.Pid)), 0); err != nil {
-		t.Skipf("cannot move a process into a cgroup here: %v", err)
+		testkit.Need(t, false, "cannot move a process into a cgroup here: %v", err)
 	}
 	fmt.Fprintln(in, "go")
 	return c

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/ec2diag/ec2diag/internal/testkit"
 )
 
 func TestRedact(t *testing.T) {
@@ -107,7 +109,7 @@ func TestReadFixture(t *testing.T) {
 func TestReadRealProcess(t *testing.T) {
 	cmd := exec.Command("sh", "-c", "sleep 30; :", "sh", "--token", "abc")
 	if err := cmd.Start(); err != nil {
-		t.Skip(err)
+		t.Fatal(err)
 	}
 	defer cmd.Process.Kill()
 	r := &Reader{Proc: "/proc", Root: "/"}
@@ -163,7 +165,7 @@ func TestReadRealCgroups(t *testing.T) {
 	} {
 		dir := filepath.Join(base, c.rel)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Skipf("cgroup v2 not writable here: %v", err)
+			testkit.Need(t, false, "cgroup v2 not writable here (root needed): %v", err)
 		}
 		cmd := exec.Command("sleep", "30")
 		if err := cmd.Start(); err != nil {
@@ -171,7 +173,7 @@ func TestReadRealCgroups(t *testing.T) {
 		}
 		if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644); err != nil {
 			cmd.Process.Kill()
-			t.Skipf("cannot move a process into %s: %v", dir, err)
+			testkit.Need(t, false, "cannot move a process into %s: %v", dir, err)
 		}
 		in := (&Reader{Proc: "/proc", Root: "/"}).Read(cmd.Process.Pid)
 		cmd.Process.Kill()
@@ -192,7 +194,7 @@ func TestReadRealCgroups(t *testing.T) {
 func cgroup2Root(t *testing.T) string {
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
-		t.Skip(err)
+		t.Fatal(err)
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		if i := strings.Index(line, " - cgroup2 "); i >= 0 {
@@ -202,6 +204,6 @@ func cgroup2Root(t *testing.T) string {
 			}
 		}
 	}
-	t.Skip("no cgroup2 mount")
+	testkit.Need(t, false, "no cgroup2 mount")
 	return ""
 }

@@ -11,6 +11,8 @@ import (
 	"regexp"
 	"testing"
 	"time"
+
+	"github.com/ec2diag/ec2diag/internal/testkit"
 )
 
 // The page in a real browser: Debian's headless Chromium loads it (file://,
@@ -18,10 +20,7 @@ import (
 // its screenshot holds the CPU line's red. Skips where Chromium is missing;
 // CI installs it.
 func TestHTMLReportRendersInChromium(t *testing.T) {
-	bin, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Skip("chromium not installed (apt install chromium)")
-	}
+	bin := testkit.RequireTool(t, "chromium")
 	recs, id := recorded(t)
 	r, _ := Build(recs, id, 0, "")
 	dir := t.TempDir()

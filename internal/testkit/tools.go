@@ -38,3 +38,18 @@ func RequireRoot(t testing.TB) {
 	}
 	t.Skip("needs root")
 }
+
+// Need skips the test (fails it in CI) when what it needs is missing
+// here: a writable cgroup2 hierarchy, a subreaper, Chromium. In CI
+// (CI=true, which .ci/run sets) the machine is set up for every test, so
+// a missing piece is a broken setup, not a reason to pass quietly.
+func Need(t testing.TB, ok bool, format string, args ...any) {
+	t.Helper()
+	if ok {
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("needed here, and CI should provide it: "+format, args...)
+	}
+	t.Skipf(format, args...)
+}
