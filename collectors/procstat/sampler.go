@@ -250,7 +250,9 @@ func (s *Sampler) Unit(k Key) string {
 	}
 	if !st.unitRead {
 		st.unitRead = true
-		st.unit = serviceOf(s.cgroupOf(k.PID))
+		if g := procinfo.Classify(s.cgroupOf(k.PID)); g.Kind == "service" {
+			st.unit = g.Name
+		}
 	}
 	return st.unit
 }
@@ -297,21 +299,6 @@ func (s *Sampler) Ancestors(k Key, max int) []Key {
 		out = append(out, pk)
 	}
 	return out
-}
-
-// serviceOf is the innermost ".service" element of a cgroup path.
-func serviceOf(cg string) string {
-	for cg != "" {
-		i := strings.LastIndexByte(cg, '/')
-		if el := cg[i+1:]; strings.HasSuffix(el, ".service") {
-			return el
-		}
-		if i < 0 {
-			break
-		}
-		cg = cg[:i]
-	}
-	return ""
 }
 
 // DropEnded forgets runs that ended before t.

@@ -233,7 +233,7 @@ var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 	"hms":   func(loc *time.Location, t time.Time) string { return t.In(loc).Format("15:04:05") },
 	"f1":    func(f float64) string { return fmt.Sprintf("%.1f", f) },
 	"join":  strings.Join,
-	"group": groupOf,
+	"group": groupName,
 }).Parse(`<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
@@ -283,7 +283,7 @@ svg text{font:11px sans-serif;fill:#444}.grid{stroke:#eee}.axis{stroke:#999}
 <ul>{{range .}}<li>{{.}}</li>{{end}}</ul>{{end}}
 {{with .Top}}<h2>Top processes</h2>
 <table><tr><th>pid</th><th>name</th><th>CPU</th><th>RSS</th><th>user</th><th>group</th><th>command</th></tr>
-{{range .}}<tr><td>{{.PID}}</td><td>{{.Comm}}</td><td>{{pct .CPUShare}} ({{f1 .CPUSec}} s)</td><td>{{mib .RSSBytes}}{{grew .RSSGrowth}}</td><td>{{.User}}</td><td>{{group .Group .Job .Unit}}{{if .Agent}} (ec2diag itself){{end}}</td><td><code>{{.Cmdline}}</code>{{with .Parents}}<br><small>parents: {{join . " < "}}</small>{{end}}{{with .Cgroup}}<br><small>cgroup {{.}}</small>{{end}}</td></tr>
+{{range .}}<tr><td>{{.PID}}</td><td>{{.Comm}}</td><td>{{pct .CPUShare}} ({{f1 .CPUSec}} s)</td><td>{{mib .RSSBytes}}{{grew .RSSGrowth}}</td><td>{{.User}}</td><td>{{group .}}{{if .Agent}} (ec2diag itself){{end}}</td><td><code>{{.Cmdline}}</code>{{with .Parents}}<br><small>parents: {{join . " < "}}</small>{{end}}{{with .Cgroup}}<br><small>cgroup {{.}}</small>{{end}}</td></tr>
 {{end}}</table>{{with $.Rest}}<p>And {{.}}</p>{{end}}{{end}}
 <p><small>Written by ec2diag from the evidence store; <code>ec2diag incidents show {{.R.ID}} --format json</code> prints its records.</small></p>
 </body></html>

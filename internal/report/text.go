@@ -116,7 +116,7 @@ func (r *Report) Text(out io.Writer, loc *time.Location) error {
 				}
 				fmt.Fprintf(w, "      command  %s%s\n", e(p.Cmdline), red)
 			}
-			if g := groupOf(p.Group, p.Job, p.Unit); g != "" {
+			if g := groupName(p); g != "" {
 				fmt.Fprintf(w, "      group    %s\n", e(g))
 			}
 			if p.Cgroup != "" {
@@ -278,16 +278,11 @@ func kindsOf(reasons []string) string {
 	return ""
 }
 
-func groupOf(group, job, unit string) string {
-	switch {
-	case job != "":
-		return "job " + job
-	case group != "":
-		return group
-	case unit != "":
-		return "service " + unit
+func groupName(p correlate.ProcUse) string {
+	if _, name, ok := correlate.GroupOf(p); ok {
+		return name
 	}
-	return ""
+	return p.Group // a system scope (init.scope) is no group, but says where the process is
 }
 
 func count(evs []evidence.Event, typ string) int {
