@@ -7,6 +7,7 @@ import (
 
 	"github.com/ec2diag/ec2diag/collectors"
 	"github.com/ec2diag/ec2diag/internal/escape"
+	"github.com/ec2diag/ec2diag/internal/redact"
 	"github.com/ec2diag/ec2diag/internal/syslog"
 )
 
@@ -48,6 +49,9 @@ type Login struct {
 	Addr string
 	Time time.Time
 }
+
+// MaxMessage bounds a log message lifted into a record.
+const MaxMessage = 1024
 
 // Events is the agent's reading of the log: it recognises each line,
 // pairs job starts and ends, tells a Listener what they mean and turns
@@ -102,6 +106,10 @@ func (g *Events) Line(line *syslog.Line, file string, offset int64) []collectors
 	defer g.mu.Unlock()
 	g.out = g.out[:0]
 	g.tr.Feed(&ev)
+	if ev.Message != "" {
+		ev.Message, _ = redact.Text(ev.Message)
+		ev.Message = escape.Truncate(ev.Message, MaxMessage)
+	}
 	switch ev.Type {
 	case TypeOOMKill, TypeOOMInvoked, TypeHungTask, TypeSoftLockup, TypeRCUStall, TypeENA, TypeLinesLost:
 		dims := map[string]string{"level": "warn"}

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ec2diag/ec2diag/internal/escape"
+	"github.com/ec2diag/ec2diag/internal/redact"
 	"github.com/ec2diag/ec2diag/internal/syslog"
 )
 
@@ -120,7 +122,7 @@ func sshLine(msg []byte, ev *Event) bool {
 		return false
 	}
 	user, rest, ok := bytes.Cut(rest, []byte(" from "))
-	if !ok || len(user) == 0 || len(user) > 64 || bytes.ContainsAny(user, " \t") {
+	if !ok || len(user) == 0 || len(user) > 64 || !portableName(user) {
 		return false
 	}
 	addr, _, _ := bytes.Cut(rest, []byte(" "))
@@ -128,7 +130,32 @@ func sshLine(msg []byte, ev *Event) bool {
 	if err != nil || ev.PID <= 0 {
 		return false
 	}
-	ev.Type, ev.Source, ev.User, ev.Addr = TypeSSHLogin, "sshd", string(user), a.String()
+	// Without its zone: "fe80::1%<anything>" put arbitrary text (markup,
+	// escape sequences) into a group's name.
+	ev.Type, ev.Source, ev.User, ev.Addr = TypeSSHLogin, "sshd", string(user), a.WithZone("").String()
+	return true
+}
+
+// MaxCommand bounds a job's command as kept: rsyslog passes lines of 8
+// KiB, and anyone can log one.
+const MaxCommand = 1024
+
+// command is a job's command as ec2diag keeps it: secrets hidden where it
+// enters (the run's start and end lines are redacted alike, so they still
+// pair), bounded.
+func command(b []byte) string {
+	s, _ := redact.Command(string(b))
+	return escape.Truncate(s, MaxCommand)
+}
+
+// portableName: the characters of a user name (POSIX's portable set, and
+// the @ of a realm's users); a name with others is no login.
+func portableName(b []byte) bool {
+	for _, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-' || c == '@' || c == '$') {
+			return false
+		}
+	}
 	return true
 }
 
@@ -173,16 +200,16 @@ func cronLine(prog, msg []byte, ev *Event) bool {
 	switch string(word) {
 	case "CMD":
 		ev.Type, ev.User = TypeCronCmd, string(user)
-		ev.JobPID, ev.Command = ev.PID, string(detail)
+		ev.JobPID, ev.Command = ev.PID, command(detail)
 		// -L 8: "CMD ([P] cmd)", logged by the intermediate child.
 		if jp, cmd, ok := bracketPID(detail); ok {
-			ev.JobPID, ev.Command = jp, string(cmd)
+			ev.JobPID, ev.Command = jp, command(cmd)
 		}
 		return true
 	case "END", "CMDEND":
-		ev.Type, ev.User, ev.Command = TypeCronEnd, string(user), string(detail)
+		ev.Type, ev.User, ev.Command = TypeCronEnd, string(user), command(detail)
 		if jp, cmd, ok := bracketPID(detail); ok {
-			ev.JobPID, ev.Command = jp, string(cmd)
+			ev.JobPID, ev.Command = jp, command(cmd)
 		}
 		return true
 	case "error":

@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/ec2diag/ec2diag/internal/redact"
+
 	"github.com/ec2diag/ec2diag/internal/escape"
 )
 
@@ -109,7 +111,7 @@ func readBounded(path string, n int) ([]byte, error) {
 }
 
 // Cmdline turns the NUL-separated /proc/PID/cmdline into one line:
-// secrets redacted (see Redact), control characters escaped, at most
+// secrets redacted (internal/redact), control characters escaped, at most
 // MaxCmdline bytes (cut on a character boundary, "..." appended).
 func Cmdline(raw []byte) (string, int) {
 	raw = bytes.TrimRight(raw, "\x00")
@@ -117,7 +119,7 @@ func Cmdline(raw []byte) (string, int) {
 		return "", 0 // a kernel thread, or a zombie
 	}
 	args := strings.Split(string(raw), "\x00")
-	args, n := Redact(args)
+	args, n := redact.Args(args)
 	for i, a := range args {
 		args[i] = escape.Control(a)
 	}

@@ -10,9 +10,12 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/ec2diag/ec2diag/internal/redact"
+
 	"github.com/ec2diag/ec2diag/internal/testkit"
 )
 
+// The redaction procinfo applies to argv (internal/redact has the corpus).
 func TestRedact(t *testing.T) {
 	for _, c := range []struct {
 		in, want string
@@ -29,7 +32,7 @@ func TestRedact(t *testing.T) {
 		{"java -Dkeystore.password=pw -jar x.jar", "java -Dkeystore.password=*** -jar x.jar", 1},
 		{"app --keyfile=/etc/k --monkey=1", "app --keyfile=/etc/k --monkey=1", 0},
 	} {
-		got, n := Redact(strings.Fields(c.in))
+		got, n := redact.Args(strings.Fields(c.in))
 		if s := strings.Join(got, " "); s != c.want || n != c.n {
 			t.Errorf("Redact(%q) = %q, %d; want %q, %d", c.in, s, n, c.want, c.n)
 		}
