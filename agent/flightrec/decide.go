@@ -115,10 +115,12 @@ func (r *Recorder) describe(k procstat.Key, p *correlate.ProcUse) {
 		p.UID = &u
 	}
 	p.Group, p.GroupKind = in.Group.String(), in.Group.Kind
-	if in.Group.Kind != "container" {
-		// A login's processes, whatever their cgroup says (a host without
-		// logind puts them in sshd.service): named by who logged in from
-		// where, which is what people recognise.
+	if g := in.Group; g.Kind == "session" || g.Kind == "" || g.Kind == "system" || g.Kind == "service" && (g.Name == "ssh.service" || g.Name == "sshd.service") {
+		// A login's processes (a host without logind leaves them in
+		// sshd's service): named by who logged in from where, which is
+		// what people recognise. Never a container's or another
+		// service's: a process there is that service's, whoever's
+		// session started it.
 		if l, ok := r.loginOf(k); ok {
 			p.Group, p.GroupKind = "session of "+l.User+" from "+l.Addr, "session"
 			p.Login = l.User + "@" + l.Addr

@@ -48,14 +48,16 @@ type inbox struct {
 	mu      sync.Mutex
 	jobs    bounded[jobMsg]
 	kernel  bounded[jobs.KernelEvent]
-	logins  logins
-	boot    time.Time // systemd's "Startup finished" of this boot
+	claims  bounded[jobs.Login] // SSH logins not yet checked
+	logins  logins              // SSH logins checked
+	boot    time.Time           // systemd's "Startup finished" of this boot
 	wake    chan struct{}
 	dropped uint64
 }
 
 func newInbox() *inbox {
-	return &inbox{jobs: bounded[jobMsg]{max: maxPending}, kernel: bounded[jobs.KernelEvent]{max: maxPending}, wake: make(chan struct{}, 1)}
+	return &inbox{jobs: bounded[jobMsg]{max: maxPending}, kernel: bounded[jobs.KernelEvent]{max: maxPending}, claims: bounded[jobs.Login]{max: maxLogins},
+		wake: make(chan struct{}, 1)}
 }
 
 func (in *inbox) nudge() {

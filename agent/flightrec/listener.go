@@ -43,12 +43,13 @@ func (r *Recorder) KernelEvent(ev jobs.KernelEvent) {
 	r.in.mu.Unlock()
 }
 
-// SSHLogin tells the recorder that sshd process l.PID logged a login: the
-// processes of that session (its descendants) are then named "session of
-// USER from ADDR".
+// SSHLogin tells the recorder that sshd process l.PID logged a login: once
+// the process table confirms that l.PID is sshd's (checkLogin), the
+// processes of that session (its descendants) are named "session of USER
+// from ADDR".
 func (r *Recorder) SSHLogin(l jobs.Login) {
 	r.in.mu.Lock()
-	r.in.logins.add(l)
+	r.in.claims.push(l)
 	r.in.mu.Unlock()
 }
 

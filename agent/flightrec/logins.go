@@ -1,7 +1,11 @@
 package flightrec
 
 import (
+	"fmt"
+
 	"time"
+
+	"github.com/ec2diag/ec2diag/internal/escape"
 
 	"github.com/ec2diag/ec2diag/collectors/jobs"
 	"github.com/ec2diag/ec2diag/collectors/procstat"
@@ -31,6 +35,34 @@ func (ls *logins) add(l jobs.Login) {
 		delete(ls.by, oldest)
 	}
 	ls.by[l.PID] = l
+}
+
+// checkLogin says why the process table does not confirm that l was
+// logged by sshd ("" when it does): the logging pid must be sshd (or
+// sshd-session, OpenSSH 9.8's), run by root, in sshd's service or a login
+// session, and started before the line. Anyone can write "sshd[PID]:
+// Accepted ... for root from 6.6.6.6" with the pid of a service's
+// runaway: that renamed the runaway "session of root from 6.6.6.6".
+func (r *Recorder) checkLogin(l jobs.Login) string {
+	var p procstat.Proc
+	if !r.sampler.ReadProc(l.PID, &p) {
+		return "gone before it could be checked"
+	}
+	if p.Comm != "sshd" && p.Comm != "sshd-session" {
+		return fmt.Sprintf("pid %d is %q, not sshd", l.PID, escape.Control(p.Comm))
+	}
+	if r.sampler.StartTime(p.Start).After(l.Time.Add(time.Second)) {
+		return fmt.Sprintf("pid %d started after the line", l.PID)
+	}
+	in := r.sampler.ReadInfo(l.PID)
+	if in.UID != 0 {
+		return fmt.Sprintf("pid %d runs as uid %d, not root", l.PID, in.UID)
+	}
+	g := in.Group
+	if !(g.Kind == "session" || g.Kind == "service" && (g.Name == "ssh.service" || g.Name == "sshd.service")) {
+		return fmt.Sprintf("pid %d is in %s, not sshd's service or a login session", l.PID, escape.Control(in.Cgroup))
+	}
+	return ""
 }
 
 // loginOf finds the SSH login k descends from: the nearest ancestor (or k)

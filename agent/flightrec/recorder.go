@@ -95,6 +95,7 @@ type Recorder struct {
 	lastScan time.Time
 	inc      *current         // the incident in progress, nil when calm
 	events   []evidence.Event // recent kernel events, while calm
+	kernel   kernelCheck
 	stats    Stats
 }
 
@@ -105,6 +106,9 @@ type Stats struct {
 	Scans, ScansSkipped uint64
 	// Dropped counts job and kernel messages a flood left out.
 	Dropped uint64
+	// LoginsRefused counts SSH login lines the process table did not
+	// confirm.
+	LoginsRefused uint64
 }
 
 type tick struct {

@@ -631,3 +631,72 @@ func TestUpdateKeepsTheIncident(t *testing.T) {
 		t.Fatalf("end records %+v; want the incident's", ends)
 	}
 }
+
+// Kernel events from a syslog file are checked against the kernel's own
+// counters: an OOM kill counts only while /proc/vmstat has room for it, a
+// hung task only if its task is blocked; anything else says it is the log
+// line's word only. One the journal says the kernel logged is taken.
+func TestKernelLinesAreCheckedAgainstTheKernel(t *testing.T) {
+	g := newRig(t, time.Hour, 224)
+	g.add(600, 1, "hog", "/system.slice/x.service", 100, 900)
+	blocked := g.add(700, 1, "jbd2/nvme0n1p1", "/system.slice/x.service", 0, 1)
+	blocked.State = 'D'
+	g.h.VMStat["oom_kill"] = 1
+	g.step(10)
+	now := g.clk.Now()
+	g.r.KernelEvent(jobs.KernelEvent{Time: now, Type: jobs.TypeOOMKill, PID: 4242, Comm: "java"})           // the kernel's one kill
+	g.r.KernelEvent(jobs.KernelEvent{Time: now, Type: jobs.TypeOOMKill, PID: 4242, Comm: "java"})           // its second line
+	g.r.KernelEvent(jobs.KernelEvent{Time: now, Type: jobs.TypeOOMKill, PID: 4343, Comm: "forged"})         // a second kill vmstat never saw
+	g.r.KernelEvent(jobs.KernelEvent{Time: now, Type: jobs.TypeHungTask, PID: 700, Comm: "jbd2/nvme0n1p1"}) // blocked: confirmed
+	g.r.KernelEvent(jobs.KernelEvent{Time: now, Type: jobs.TypeHungTask, PID: 600, Comm: "hog"})            // running: not
+	g.r.KernelEvent(jobs.KernelEvent{Time: now, Type: jobs.TypeSoftLockup, PID: 0, Comm: "x"})
+	g.r.KernelEvent(jobs.KernelEvent{Time: now, Type: jobs.TypeSoftLockup, PID: 0, Comm: "y", FromKernel: true})
+	g.h.MemAvailPct = 3
+	g.step(10) // onset: the events are the incident's
+	ons := g.ev.of(evidence.KindOnset)
+	if len(ons) != 1 {
+		t.Fatalf("%d onsets", len(ons))
+	}
+	var got []string
+	for _, e := range ons[0].d.Events {
+		got = append(got, fmt.Sprintf("%s %d %v", e.Type, e.PID, e.Unverified == ""))
+	}
+	want := "oom_kill 4242 true,oom_kill 4242 true,oom_kill 4343 false,hung_task 700 true,hung_task 600 false,soft_lockup 0 false,soft_lockup 0 true"
+	if strings.Join(got, ",") != want {
+		t.Errorf("events (type pid confirmed) %q,\nwant %q", got, want)
+	}
+	for _, e := range ons[0].d.Events {
+		if e.PID == 4343 && !strings.Contains(e.Unverified, "oom_kill") {
+			t.Errorf("the unconfirmed kill does not say why: %q", e.Unverified)
+		}
+	}
+}
+
+// An SSH login line counts only when the logging pid is sshd's: run by
+// root, in sshd's service or a session; a line naming any other process
+// renames nothing.
+func TestSSHLoginNeedsARealSSHD(t *testing.T) {
+	g := newRig(t, time.Hour, 224)
+	hog := g.add(500, 1, "hog", "/system.slice/runaway.service", 900, 20)
+	hog.Cmdline = []string{"hog"}
+	g.add(800, 1, "sshd", "/user.slice/user-1000.slice/session-3.scope", 0, 5).UID = 1000 // not root
+	g.h.Add(&hostfstest.Proc{PID: 801, PPID: 800, SID: 801, Comm: "burn", Cgroup: "/user.slice/user-1000.slice/session-3.scope", PerStep: 50})
+	g.h.Write()
+	g.r.SSHLogin(jobs.Login{PID: 500, User: "root", Addr: "6.6.6.6", Time: g.clk.Now()})
+	g.r.SSHLogin(jobs.Login{PID: 800, User: "root", Addr: "6.6.6.7", Time: g.clk.Now()})
+	g.step(10)
+	g.step(100)
+	g.step(100)
+	v := g.r.Verdict()
+	if v.Cause != "service runaway.service (process hog pid 500: hog)" {
+		t.Errorf("cause %q", v.Cause)
+	}
+	for _, p := range v.Top {
+		if p.Login != "" {
+			t.Errorf("process %d named by a login that was not sshd's: %+v", p.PID, p)
+		}
+	}
+	if g.r.Stats().LoginsRefused != 2 {
+		t.Errorf("%d login lines refused, want 2", g.r.Stats().LoginsRefused)
+	}
+}

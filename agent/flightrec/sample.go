@@ -87,9 +87,27 @@ func (r *Recorder) applyInbox() {
 	r.in.mu.Lock()
 	msgs := r.in.jobs.take()
 	kev := r.in.kernel.take()
+	claims := r.in.claims.take()
 	r.in.mu.Unlock()
+	for _, l := range claims {
+		if why := r.checkLogin(l); why != "" {
+			r.stats.LoginsRefused++
+			r.o.Log.Debug("SSH login line not confirmed by the process table; not used", zap.Int("pid", l.PID), zap.String("why", why))
+			continue
+		}
+		r.in.mu.Lock()
+		r.in.logins.add(l)
+		r.in.mu.Unlock()
+	}
 	for _, ev := range kev {
-		r.keepEvent(evidence.Event{Time: ev.Time, Type: ev.Type, PID: ev.PID, Comm: ev.Comm, Message: ev.Message})
+		if ev.Time.Before(r.sampler.BootTime()) {
+			continue // an earlier boot's, read again from the log
+		}
+		e := evidence.Event{Time: ev.Time, Type: ev.Type, PID: ev.PID, Comm: ev.Comm, Message: ev.Message}
+		if !ev.FromKernel {
+			e.Unverified = r.kernel.check(r, ev)
+		}
+		r.keepEvent(e)
 	}
 	for _, m := range msgs {
 		if m.run != nil {

@@ -149,9 +149,11 @@ func TestSpikeBlamesTheSSHSession(t *testing.T) {
 	testkit.RequireRoot(t)
 	e := startSpikeAgent(t)
 	time.Sleep(2 * spikeInterval)
-	// The session leader plays the privileged sshd that logs the login.
+	// The session leader plays the privileged sshd that logs the login:
+	// a shell whose binary is named sshd (the agent checks the logging
+	// pid's name, user and cgroup).
 	c := inCgroup(t, fmt.Sprintf("ec2diag-test-%d.slice/user-1000.slice/session-77.scope", os.Getpid()),
-		"sh -c 'yes from-the-session > /dev/null & yes from-the-session > /dev/null & wait'")
+		sshdShell(t)+" -c 'yes from-the-session > /dev/null & yes from-the-session > /dev/null & wait'")
 	e.logLine(fmt.Sprintf("sshd[%d]: Accepted publickey for ubuntu from 10.0.0.5 port 50514 ssh2: ED25519 SHA256:x", c.Process.Pid))
 	v, p := e.topOf(c.Process.Pid, "yes from-the-session", 20*time.Second)
 	const name = "session of ubuntu from 10.0.0.5"
@@ -166,4 +168,64 @@ func TestSpikeBlamesTheSSHSession(t *testing.T) {
 		t.Errorf("the session used %.0f%% of the CPU but the cause is %q", 100*g.CPUShare, v.Cause)
 	}
 	t.Logf("cause %q; session group %s with %.0f%% of the CPU", v.Cause, g.Verdict, 100*g.CPUShare)
+}
+
+// sshdShell is a copy of /bin/sh named sshd: a process running it has the
+// comm of OpenSSH's privileged process.
+func sshdShell(t *testing.T) string {
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	b, err := os.ReadFile("/bin/sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "sshd")
+	if err := os.WriteFile(p, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// Anyone can log "sshd[PID]: Accepted publickey for root from 6.6.6.6":
+// with the pid of a service's runaway, it renamed the runaway "session
+// of root from 6.6.6.6". The logging pid must be sshd's, run by root, in
+// sshd's service or a session: this one is not, and the service keeps the
+// blame.
+func TestForgedSSHLineDoesNotMoveBlame(t *testing.T) {
+	testkit.RequireRoot(t)
+	e := startSpikeAgent(t)
+	time.Sleep(2 * spikeInterval)
+	unit := fmt.Sprintf("ec2diag-forged-%d.service", os.Getpid())
+	c := inCgroup(t, fmt.Sprintf("ec2diag-test-%d.slice/%s", os.Getpid(), unit),
+		"sh -c 'yes from-the-service > /dev/null & yes from-the-service > /dev/null & wait'")
+	e.logLine(fmt.Sprintf("sshd[%d]: Accepted publickey for root from 6.6.6.6 port 22 ssh2", c.Process.Pid))
+	time.Sleep(spikeInterval) // the line is read before the spike
+	v, p := e.topOf(c.Process.Pid, "yes from-the-service", 20*time.Second)
+	if p.Login != "" || strings.Contains(p.Group, "6.6.6.6") || strings.Contains(v.Cause, "6.6.6.6") {
+		t.Fatalf("a forged sshd line renamed the service's process: group %q, login %q, cause %q", p.Group, p.Login, v.Cause)
+	}
+	if p.Group != "service "+unit {
+		t.Errorf("the service's process is in group %q, want service %s", p.Group, unit)
+	}
+}
+
+// Anyone can log "systemd[1]: Starting rt-nightly.service...", and a
+// user's manager (or a container's systemd) runs units of any name: a
+// runaway in a user's rt-nightly.service is not the system timer job
+// rt-nightly. The unit's processes are those of the system manager's
+// unit, matched by the cgroup's whole path.
+func TestForgedUnitStartDoesNotClaimAUsersUnit(t *testing.T) {
+	testkit.RequireRoot(t)
+	e := startSpikeAgent(t)
+	time.Sleep(2 * spikeInterval)
+	e.logLine("systemd[1]: Starting rt-nightly.service - nightly report...")
+	c := inCgroup(t, fmt.Sprintf("ec2diag-test-%d.slice/user-1000.slice/user@1000.service/app.slice/rt-nightly.service", os.Getpid()),
+		"sh -c 'yes from-the-user > /dev/null & yes from-the-user > /dev/null & wait'")
+	v, p := e.topOf(c.Process.Pid, "yes from-the-user", 20*time.Second)
+	if p.Job != "" || strings.HasPrefix(v.Cause, "job rt-nightly") {
+		t.Fatalf("the user's unit was taken for the system's: job %q, cause %q", p.Job, v.Cause)
+	}
+	if p.Group != "user service rt-nightly.service" {
+		t.Errorf("group %q, want the user's service", p.Group)
+	}
 }

@@ -39,6 +39,11 @@ type KernelEvent struct {
 	PID     int    // the victim or the blocked task
 	Comm    string
 	Message string // escaped and bounded
+	// FromKernel: a trusted source (the journal's _TRANSPORT=kernel) says
+	// the kernel logged it. Otherwise only the log line says so, which
+	// anyone can write: the recorder checks it against the kernel's own
+	// counters before it counts as evidence.
+	FromKernel bool
 }
 
 // Login is an SSH login: sshd process PID logged that User logged in from
@@ -62,6 +67,37 @@ type Events struct {
 	mu       sync.Mutex
 	tr       *Tracker
 	out      []collectors.Record
+	stats    EventStats
+}
+
+// EventStats count lines the agent did not take at their word.
+type EventStats struct {
+	// NotPID1 counts systemd lines that were not the system manager's.
+	NotPID1 uint64
+}
+
+// Stats returns the counts so far.
+func (g *Events) Stats() EventStats {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.stats
+}
+
+// fromPID1 reports whether a systemd line is the system manager's: by the
+// journal's word when it is the source, else by the line's own tag.
+func fromPID1(ev *Event, o syslog.Origin) bool {
+	if o.Known {
+		return o.PID == 1 && o.Comm == "systemd"
+	}
+	return ev.PID == 1
+}
+
+func isKernel(typ string) bool {
+	switch typ {
+	case TypeOOMKill, TypeOOMInvoked, TypeHungTask, TypeSoftLockup, TypeRCUStall:
+		return true
+	}
+	return false
 }
 
 // NewEvents reads the log for l, naming jobs with n.
@@ -87,9 +123,10 @@ func NewEvents(n *Namer, l Listener) *Events {
 	return g
 }
 
-// Line reads one parsed log line (from file at offset) and returns the
-// records it makes for the sinks.
-func (g *Events) Line(line *syslog.Line, file string, offset int64) []collectors.Record {
+// Line reads one parsed log line (from file at offset; origin is who
+// logged it when a trusted source says) and returns the records it makes
+// for the sinks.
+func (g *Events) Line(line *syslog.Line, origin syslog.Origin, file string, offset int64) []collectors.Record {
 	var ev Event
 	if !Recognize(line, &ev) {
 		return nil
@@ -99,8 +136,21 @@ func (g *Events) Line(line *syslog.Line, file string, offset int64) []collectors
 		g.Listener.SSHLogin(Login{PID: ev.PID, User: ev.User, Addr: ev.Addr, Time: ev.Time})
 		return nil
 	}
-	if ev.Type == TypeStartupDone && ev.PID == 1 {
-		g.Listener.BootFinished(ev.Time) // PID 1's, not a user manager's
+	if ev.Source == "systemd" && !fromPID1(&ev, origin) {
+		// A unit's start, end or boot's end is news only from the system
+		// manager: "systemd[1]: Starting x.service..." can be logged by
+		// anyone, and a user's manager or a container's systemd runs
+		// units of its own.
+		g.mu.Lock()
+		g.stats.NotPID1++
+		g.mu.Unlock()
+		return nil
+	}
+	if ev.Type == TypeStartupDone {
+		g.Listener.BootFinished(ev.Time)
+	}
+	if isKernel(ev.Type) {
+		ev.Verified = origin.Kernel()
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -128,7 +178,8 @@ func (g *Events) Line(line *syslog.Line, file string, offset int64) []collectors
 			if pid == 0 {
 				pid = ev.JobPID
 			}
-			g.Listener.KernelEvent(KernelEvent{Time: ev.Time.UTC(), Type: ev.Type, PID: pid, Comm: ev.Comm, Message: escape.Truncate(escape.Control(ev.Message), 200)})
+			g.Listener.KernelEvent(KernelEvent{Time: ev.Time.UTC(), Type: ev.Type, PID: pid, Comm: ev.Comm, Message: escape.Truncate(escape.Control(ev.Message), 200),
+				FromKernel: ev.Verified})
 		}
 	}
 	return append([]collectors.Record(nil), g.out...)

@@ -67,6 +67,8 @@ type Event struct {
 	File    string    `json:"file,omitempty"`
 	Addr    string    `json:"addr,omitempty"` // ssh_login: the client's address
 	Offset  int64     `json:"offset,omitempty"`
+	// Verified: a trusted source says the kernel logged it.
+	Verified bool `json:"-"`
 }
 
 // Recognize returns the event in l, if any. It first tests the program

@@ -70,6 +70,7 @@ type JournalEntry struct {
 	SyslogPID  string          `json:"SYSLOG_PID"`
 	PID        string          `json:"_PID"`
 	Comm       string          `json:"_COMM"`
+	Transport  string          `json:"_TRANSPORT"`
 	Message    json.RawMessage `json:"MESSAGE"`
 }
 
@@ -99,6 +100,11 @@ func ParseJournalJSON(b []byte) (Entry, error) {
 		pid = je.PID
 	}
 	e.Line.PID, _ = strconv.Atoi(pid)
+	// What the journal itself saw, not what the line says: a process can
+	// claim "systemd[1]:" in its tag, not _PID=1.
+	e.Origin.Known = true
+	e.Origin.PID, _ = strconv.Atoi(je.PID)
+	e.Origin.Comm, e.Origin.Transport = je.Comm, je.Transport
 	switch {
 	case len(je.Message) == 0 || string(je.Message) == "null":
 	case je.Message[0] == '"':

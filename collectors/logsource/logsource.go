@@ -27,6 +27,9 @@ type Entry struct {
 	Line syslog.Line
 	// Cursor is the journal cursor for journal entries.
 	Cursor string
+	// Origin is who logged the entry, when a trusted source says so (the
+	// journal); unknown for file lines.
+	Origin syslog.Origin
 }
 
 // Handler receives each batch and must call ack once (possibly later)

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/ec2diag/ec2diag/internal/clock"
@@ -257,6 +256,13 @@ func (s *Sampler) Unit(k Key) string {
 	return st.unit
 }
 
+// ReadProc reads one process's stat now, for the few processes looked at
+// outside a scan (the pid a log line names).
+func (s *Sampler) ReadProc(pid int, p *Proc) bool { return s.scanner.ReadOne(pid, p) }
+
+// ReadInfo reads what process pid is now (not kept).
+func (s *Sampler) ReadInfo(pid int) procinfo.Info { return s.info.Read(pid) }
+
 // Info returns what the process k is (command line, user, cgroup and its
 // meaning), read once per process: only the few an incident names are
 // asked. ok is false when k is not a live process of the last scan.
@@ -486,9 +492,9 @@ func (s *Sampler) membership(p *Proc, st *procState, anySystemd bool) *JobRun {
 		return pst.job
 	}
 	if anySystemd {
-		cg := s.cgroupOf(p.PID)
+		unit := procinfo.SystemUnit(s.cgroupOf(p.PID))
 		for _, r := range s.jobs {
-			if r.Unit != "" && r.Ended.IsZero() && strings.HasSuffix(cg, "/"+r.Unit) {
+			if r.Unit != "" && r.Ended.IsZero() && unit == r.Unit {
 				return r
 			}
 		}

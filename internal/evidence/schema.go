@@ -116,6 +116,11 @@ type Event struct {
 	PID     int       `json:"pid,omitempty"`
 	Comm    string    `json:"comm,omitempty"`
 	Message string    `json:"message,omitempty"`
+	// Unverified says why nothing but the log line (which anyone can
+	// write) vouches for the event: /proc/vmstat counts fewer OOM kills,
+	// the hung task is not blocked. Such an event is shown, marked, and
+	// never counts as the kernel's evidence.
+	Unverified string `json:"unverified,omitempty"`
 }
 
 // Round2 keeps two decimals: a sample's figures are percentages read from

@@ -51,6 +51,30 @@ func Classify(path string) Group {
 	return g
 }
 
+// SystemUnit is the system manager's unit whose cgroup holds path (or a
+// cgroup delegated below it): /system.slice/x.service, or a unit of a
+// slice of the system's (/system.slice/etl.slice/x.service,
+// /batch.slice/x.service). A unit of the same name in a user's manager
+// (user.slice/.../user@1000.service/app.slice/x.service), a container's
+// or a VM's (machine.slice) is not: a timer of that name logged by
+// someone else must not claim its processes.
+func SystemUnit(path string) string {
+	els := strings.Split(strings.Trim(path, "/"), "/")
+	if len(els) < 2 || els[0] == "user.slice" || els[0] == "machine.slice" {
+		return ""
+	}
+	for i, el := range els {
+		if strings.HasSuffix(el, ".slice") {
+			continue
+		}
+		if i > 0 && (strings.HasSuffix(el, ".service") || strings.HasSuffix(el, ".scope")) {
+			return el
+		}
+		return ""
+	}
+	return ""
+}
+
 func inUserManager(els []string) bool {
 	for _, el := range els {
 		if strings.HasPrefix(el, "user@") && strings.HasSuffix(el, ".service") {

@@ -210,3 +210,22 @@ func cgroup2Root(t *testing.T) string {
 	testkit.Need(t, false, "no cgroup2 mount")
 	return ""
 }
+
+// A unit's processes are the system manager's unit's only: the same name
+// under a user's manager or a container's systemd is not it.
+func TestSystemUnit(t *testing.T) {
+	for path, want := range map[string]string{
+		"/system.slice/rt-nightly.service":                                                           "rt-nightly.service",
+		"/system.slice/rt-nightly.service/worker":                                                    "rt-nightly.service",
+		"/system.slice/batch.slice/rt-nightly.service":                                               "rt-nightly.service",
+		"/user.slice/user-1000.slice/user@1000.service/app.slice/rt-nightly.service":                 "",
+		"/system.slice/docker-" + strings.Repeat("a", 64) + ".scope/system.slice/rt-nightly.service": "docker-" + strings.Repeat("a", 64) + ".scope",
+		"/machine.slice/libpod-x.scope/rt-nightly.service":                                           "",
+		"/rt-nightly.service": "",
+		"":                    "",
+	} {
+		if got := SystemUnit(path); got != want {
+			t.Errorf("SystemUnit(%q) = %q, want %q", path, got, want)
+		}
+	}
+}

@@ -54,6 +54,9 @@ func (r *Report) Text(out io.Writer, loc *time.Location) error {
 	if n := count(r.Events, "hung_task"); n > 0 {
 		fmt.Fprintf(w, "  hung tasks %d reported by the kernel\n", n)
 	}
+	if n := unverified(r.Events); n > 0 {
+		fmt.Fprintf(w, "  log says   %d more kernel events that the kernel's counters do not confirm (marked unverified below; not counted)\n", n)
+	}
 	fmt.Fprintf(w, "  evidence   %d records in the store\n\n", r.Records)
 
 	v := r.Verdict
@@ -243,6 +246,9 @@ func eventText(ev evidence.Event) string {
 	if ev.Comm != "" || ev.PID != 0 {
 		who = fmt.Sprintf(": %s (pid %d)", e(ev.Comm), ev.PID)
 	}
+	if ev.Unverified != "" {
+		who += " (unverified: " + e(ev.Unverified) + ")"
+	}
 	switch ev.Type {
 	case "oom_kill":
 		return "OOM kill" + who
@@ -285,10 +291,22 @@ func groupName(p correlate.ProcUse) string {
 	return p.Group // a system scope (init.scope) is no group, but says where the process is
 }
 
+// count counts the confirmed events of a type: one only a log line vouches
+// for is no evidence of the kernel's.
 func count(evs []evidence.Event, typ string) int {
 	n := 0
 	for _, e := range evs {
-		if e.Type == typ {
+		if e.Type == typ && e.Unverified == "" {
+			n++
+		}
+	}
+	return n
+}
+
+func unverified(evs []evidence.Event) int {
+	n := 0
+	for _, e := range evs {
+		if e.Unverified != "" {
 			n++
 		}
 	}

@@ -51,6 +51,20 @@ type Line struct {
 	Parsed bool
 }
 
+// Origin is what a trusted source says about who logged a line: the
+// journal's _PID, _COMM and _TRANSPORT, which the kernel's credentials
+// give and the logging process cannot choose. A line from a syslog file
+// has no known origin: its "prog[pid]:" tag is whatever the writer said.
+type Origin struct {
+	Known     bool
+	PID       int
+	Comm      string
+	Transport string // kernel, syslog, journal, stdout ...
+}
+
+// Kernel reports whether the kernel itself logged the line.
+func (o Origin) Kernel() bool { return o.Known && o.Transport == "kernel" }
+
 // Parser carries what year inference needs across lines of one file.
 type Parser struct {
 	// Location for traditional timestamps (rsyslog writes its local time);
