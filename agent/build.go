@@ -408,7 +408,9 @@ func (s *Daemon) logSource(cfg config.Config) *logsource.Collector {
 	})
 	ev := s.events
 	return &logsource.Collector{Source: src, StatsInterval: cfg.Sinks.SummaryInterval.D(), Clock: s.d.Clock,
-		Recognize: func(e *logsource.Entry) []collectors.Record { return ev.Line(&e.Line, e.Origin, e.Raw.File, e.Raw.Offset) }}
+		Recognize: func(e *logsource.Entry) []collectors.Record {
+			return ev.Line(&e.Line, e.Origin, e.Raw.File, e.Raw.Offset)
+		}}
 }
 
 func (s *Daemon) imdsEvents(cfg config.Config) *imdsevents.Collector {
