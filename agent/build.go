@@ -113,10 +113,11 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (_ *Daemon, err error
 	if err != nil {
 		return nil, err
 	}
-	s.keeper = &store.Keeper{Store: s.store, Console: &console.Console{Path: cfg.Spikes.Console, Clock: d.Clock}}
+	s.keeper = &store.Keeper{Store: s.store, Console: &console.Console{Path: cfg.Spikes.Console, Clock: d.Clock}, Clock: d.Clock}
 	s.rec = flightrec.New(s.recorderOptions(cfg))
 	s.namer = &jobs.Namer{Rules: nameRules(cfg)}
 	s.events = jobs.NewEvents(s.namer, s.rec)
+	s.events.Clock = d.Clock
 	s.logsrc = s.logSource(cfg)
 
 	stats := d.Ethtool

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -38,26 +39,40 @@ func TestWholeAgentOnAFixtureHost(t *testing.T) {
 	golden(t, "testdata/e2e/console.txt", console)
 }
 
-func runFixtureIncident(t *testing.T) (view, consoleOut []byte) {
+// fixture is the whole agent over a scripted host, in a synctest bubble.
+type fixture struct {
+	t       *testing.T
+	h       *hostfstest.Host
+	cfg     config.Config
+	syslog  string
+	console string
+	busy    uint64
+	cancel  context.CancelFunc
+	done    chan error
+}
+
+func startFixture(t *testing.T, edit func(*config.Config)) *fixture {
 	now := time.Now() // the bubble's clock: 2000-01-01T00:00:00Z
 	h := hostfstest.New(t, now.Add(-time.Hour))
 	h.Add(&hostfstest.Proc{PID: 300, PPID: 1, Comm: "rsyslogd", Cgroup: "/system.slice/rsyslog.service", RSSPages: hostfstest.RSSMiB(4), PerStep: 2})
 	h.Add(&hostfstest.Proc{PID: 650, PPID: 1, Comm: "cron", Cgroup: "/system.slice/cron.service", RSSPages: hostfstest.RSSMiB(2), Cmdline: []string{"/usr/sbin/cron", "-f"}})
 	h.Step(3)
-	syslog := filepath.Join(h.Dir, "var/log/syslog")
-	os.MkdirAll(filepath.Dir(syslog), 0o755)
-	os.WriteFile(syslog, []byte(now.Add(-time.Minute).Format(time.RFC3339Nano)+" fixture systemd[1]: Startup finished in 3.2s.\n"), 0o644)
-	consolePath := filepath.Join(h.Dir, "dev/kmsg")
-	os.WriteFile(consolePath, nil, 0o644)
-
+	f := &fixture{t: t, h: h, syslog: filepath.Join(h.Dir, "var/log/syslog"), console: filepath.Join(h.Dir, "dev/kmsg"), busy: 3}
+	os.MkdirAll(filepath.Dir(f.syslog), 0o755)
+	os.WriteFile(f.syslog, []byte(now.Add(-time.Minute).Format(time.RFC3339Nano)+" fixture systemd[1]: Startup finished in 3.2s.\n"), 0o644)
+	os.WriteFile(f.console, nil, 0o644)
 	cfg := config.Default()
 	cfg.StateDir = filepath.Join(h.Dir, "state")
-	cfg.Syslog.Files = []string{syslog}
+	cfg.Syslog.Files = []string{f.syslog}
 	cfg.Syslog.FromStart = true
 	cfg.Syslog.PollInterval = config.Duration(time.Second)
-	cfg.Spikes.Console = consolePath
+	cfg.Spikes.Console = f.console
 	cfg.Sinks.File.Path = filepath.Join(h.Dir, "events.jsonl")
 	cfg.MemoryLock, cfg.MemoryTrim = false, false
+	if edit != nil {
+		edit(&cfg)
+	}
+	f.cfg = cfg
 	noEthtool := func() (nethealth.StatsFunc, func(), error) {
 		return nil, func() {}, fmt.Errorf("no ethtool on a fixture")
 	}
@@ -66,55 +81,81 @@ func runFixtureIncident(t *testing.T) (view, consoleOut []byte) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- (&Agent{Log: zap.NewNop(), Notify: &notes{}, Mode: "local mode"}).Run(ctx, d, nil) }()
-
+	f.cancel, f.done = cancel, make(chan error, 1)
+	go func() { f.done <- (&Agent{Log: zap.NewNop(), Notify: &notes{}, Mode: "local mode"}).Run(ctx, d, nil) }()
 	// The host moves in quarter seconds, an eighth of a second off the
 	// agent's timers (whole seconds, and 200 ms after a wake-up): at no
 	// instant do the script and the agent both act, so the run is the
 	// same every time. Whenever the agent samples, it reads the rates the
 	// script says.
 	time.Sleep(125 * time.Millisecond)
-	busy := uint64(3)
-	advance := func(dur time.Duration) {
-		for end := time.Now().Add(dur); time.Now().Before(end); {
-			time.Sleep(250 * time.Millisecond)
-			h.StepFor(250*time.Millisecond, busy)
-		}
+	return f
+}
+
+func (f *fixture) advance(dur time.Duration) {
+	for end := time.Now().Add(dur); time.Now().Before(end); {
+		time.Sleep(250 * time.Millisecond)
+		f.h.StepFor(250*time.Millisecond, f.busy)
 	}
-	appendLog := func(line string) {
-		f, err := os.OpenFile(syslog, os.O_WRONLY|os.O_APPEND, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintf(f, "%s fixture %s\n", time.Now().UTC().Format("2006-01-02T15:04:05.000000-07:00"), line)
-		f.Close()
+}
+
+func (f *fixture) log(lines ...string) {
+	w, err := os.OpenFile(f.syslog, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		f.t.Fatal(err)
 	}
-	advance(20 * time.Second)
-	// cron forks, logs CMD, and the job's shell starts a burner.
-	start := h.StartedAt(time.Now())
-	h.Add(&hostfstest.Proc{PID: 4242, PPID: 650, Comm: "sh", Cgroup: "/system.slice/cron.service", StartTicks: start, RSSPages: hostfstest.RSSMiB(1),
-		Cmdline: []string{"/bin/sh", "-c", "/opt/etl/run.sh --password=S3cret"}})
-	h.Add(&hostfstest.Proc{PID: 4243, PPID: 4242, SID: 4242, Comm: "run.sh", Cgroup: "/system.slice/cron.service", StartTicks: start, RSSPages: hostfstest.RSSMiB(300),
-		PerStep: 990, Cmdline: []string{"/bin/bash", "/opt/etl/run.sh", "--password=S3cret"}})
-	h.Write()
-	appendLog("CRON[4242]: (root) CMD (/opt/etl/run.sh --password=S3cret)")
-	busy = 100
-	advance(60 * time.Second)
-	// The job ends; the host calms down.
-	h.Remove(4243)
-	h.Remove(4242)
-	busy = 3
-	advance(30 * time.Second)
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
+	defer w.Close()
+	bw := bufio.NewWriter(w)
+	for _, l := range lines {
+		fmt.Fprintf(bw, "%s fixture %s\n", time.Now().UTC().Format("2006-01-02T15:04:05.000000-07:00"), l)
 	}
-	recs, bad, err := store.ReadDir(cfg.StateDir)
+	bw.Flush()
+}
+
+// stop stops the agent and returns the store's records.
+func (f *fixture) stop() []evidence.Record {
+	f.cancel()
+	if err := <-f.done; err != nil {
+		f.t.Fatal(err)
+	}
+	recs, bad, err := store.ReadDir(f.cfg.StateDir)
 	if err != nil || bad != 0 {
-		t.Fatalf("store: %v, %d damaged", err, bad)
+		f.t.Fatalf("store: %v, %d damaged", err, bad)
 	}
-	views := evidence.Views(recs, h.BootID, h.Boot.Unix())
+	return recs
+}
+
+func (f *fixture) views(recs []evidence.Record) []evidence.View {
+	return evidence.Views(recs, f.h.BootID, f.h.Boot.Unix())
+}
+
+// cronJob starts a cron job: cron forks, logs CMD, and the job's shell
+// starts a burner.
+func (f *fixture) cronJob(pid int, script, command string, rssMiB int64) {
+	start := f.h.StartedAt(time.Now())
+	f.h.Add(&hostfstest.Proc{PID: pid, PPID: 650, Comm: "sh", Cgroup: "/system.slice/cron.service", StartTicks: start, RSSPages: hostfstest.RSSMiB(1),
+		Cmdline: []string{"/bin/sh", "-c", command}})
+	f.h.Add(&hostfstest.Proc{PID: pid + 1, PPID: pid, SID: pid, Comm: script, Cgroup: "/system.slice/cron.service", StartTicks: start, RSSPages: hostfstest.RSSMiB(rssMiB),
+		PerStep: 990, Cmdline: append([]string{"/bin/bash"}, strings.Fields(command)...)})
+	f.h.Write()
+	f.log(fmt.Sprintf("CRON[%d]: (root) CMD (%s)", pid, command))
+}
+
+func (f *fixture) endJob(pid int) {
+	f.h.Remove(pid + 1)
+	f.h.Remove(pid)
+}
+
+func runFixtureIncident(t *testing.T) (view, consoleOut []byte) {
+	f := startFixture(t, nil)
+	f.advance(20 * time.Second)
+	f.cronJob(4242, "run.sh", "/opt/etl/run.sh --password=S3cret", 300)
+	f.busy = 100
+	f.advance(60 * time.Second)
+	f.endJob(4242)
+	f.busy = 3
+	f.advance(30 * time.Second)
+	views := f.views(f.stop())
 	if len(views) != 1 {
 		t.Fatalf("%d incidents, want 1: %+v", len(views), views)
 	}
@@ -122,8 +163,67 @@ func runFixtureIncident(t *testing.T) (view, consoleOut []byte) {
 		t.Errorf("the password on the job's command line reached the store: %s", b)
 	}
 	view, _ = json.MarshalIndent(views[0], "", "  ")
-	consoleOut, _ = os.ReadFile(consolePath)
+	consoleOut, _ = os.ReadFile(f.console)
 	return append(view, '\n'), consoleOut
+}
+
+// Anyone can write job lines: 520 CRON lines with 8 KiB commands before a
+// spike made each incident record 24.8 MB and the store unreadable, and
+// 600 lines of 60 KiB rotated an earlier incident out of the store. Here
+// an incident, then both floods, then a second incident: both incidents
+// are in the store, readable, every record within its budget, the
+// refuted runs counted rather than carried, no secret kept.
+func TestFloodOfJobLinesBloatsNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := startFixture(t, nil)
+		f.advance(10 * time.Second)
+		f.cronJob(4242, "first.sh", "/opt/first.sh", 50)
+		f.busy = 100
+		f.advance(30 * time.Second)
+		f.endJob(4242)
+		f.busy = 3
+		f.advance(30 * time.Second)
+		big := strings.Repeat("x", 8<<10-200)
+		var lines []string
+		for i := 0; i < 520; i++ {
+			// pids that are not cron's children, or not there at all
+			lines = append(lines, fmt.Sprintf("CRON[%d]: (root) CMD (/opt/%d.sh --password=S3cret %s)", 300+(i%2)*20000, i, big))
+		}
+		f.log(lines...)
+		f.advance(10 * time.Second)
+		huge := strings.Repeat("y", 60<<10)
+		lines = lines[:0]
+		for i := 0; i < 600; i++ {
+			lines = append(lines, fmt.Sprintf("CRON[%d]: (root) CMD (/opt/h%d.sh %s)", 30000+i, i, huge))
+		}
+		f.log(lines...)
+		f.advance(10 * time.Second)
+		f.cronJob(5252, "second.sh", "/opt/second.sh", 50)
+		f.busy = 100
+		f.advance(30 * time.Second)
+		recs := f.stop()
+		views := f.views(recs)
+		if len(views) != 2 || views[0].Cause != "job first.sh" || views[1].Cause != "job second.sh" {
+			for _, v := range views {
+				t.Logf("incident %s: %s", v.ID, v.Cause)
+			}
+			t.Fatalf("%d incidents; want both, blamed on their jobs", len(views))
+		}
+		var size int64
+		for _, r := range recs {
+			size += int64(len(r.Data))
+			if len(r.Data) > evidence.MaxRecordBytes {
+				t.Errorf("a %s record of %d bytes, over the %d budget", r.Kind, len(r.Data), evidence.MaxRecordBytes)
+			}
+			if bytes.Contains(r.Data, []byte("S3cret")) {
+				t.Fatalf("a secret from a job line is in the store: %.300s", r.Data)
+			}
+		}
+		if size > 2<<20 {
+			t.Errorf("the store holds %d bytes of records after the floods", size)
+		}
+		t.Logf("%d records, %d bytes of payload; second incident lists %d runs, left out %v", len(recs), size, len(views[1].Jobs), views[1].Top != nil)
+	})
 }
 
 func golden(t *testing.T, path string, got []byte) {

@@ -87,7 +87,7 @@ func (r *Recorder) decide(onset time.Time) correlate.Verdict {
 			Active: j.Procs != 0 && (j.Ended.IsZero() || j.Ended.After(onset)), CPUSec: jobCPU[j.ID], TotalCPU: j.CPUSec, PeakRSS: j.Peak,
 			Unverified: j.Unverified})
 	}
-	return correlate.Decide(onset, r.o.JobWindow, runs, pl, total, memTotal, correlate.AnyMemory(r.det.Reasons))
+	return correlate.Decide(onset, r.o.JobWindow, runs, pl, total, memTotal, correlate.AnyMemory(r.det.Reasons), r.o.TopN)
 }
 
 // procInfo is what an incident keeps of one process it names.

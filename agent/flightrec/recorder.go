@@ -107,8 +107,8 @@ type Stats struct {
 	// Dropped counts job and kernel messages a flood left out.
 	Dropped uint64
 	// LoginsRefused counts SSH login lines the process table did not
-	// confirm.
-	LoginsRefused uint64
+	// confirm; RunsRefuted job start lines it refuted (no summary kept).
+	LoginsRefused, RunsRefuted uint64
 }
 
 type tick struct {

@@ -204,6 +204,14 @@ func (r *Recorder) summaries(ctx context.Context, e collectors.Emitter, now time
 		if j.Ended.IsZero() || j.Procs < 0 {
 			continue
 		}
+		if j.Unverified != "" {
+			// A line the process table refuted (a forged CMD line): no
+			// summary of its own, only a count; a flood of them would
+			// fill the store and the journal.
+			j.Procs = -1
+			r.stats.RunsRefuted++
+			continue
+		}
 		sum := evidence.JobRun{ID: j.ID, Job: j.Job, PID: j.PID, Unit: j.Unit, Start: j.Start, End: j.Ended,
 			CPUSeconds: j.CPUSec, PeakRSSBytes: j.Peak, ProcessesSeen: j.Procs > 0}
 		j.Procs = -1 // summarised

@@ -1,9 +1,13 @@
 package jobs
 
 import (
+	"fmt"
+
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/ec2diag/ec2diag/internal/clock"
 
 	"github.com/ec2diag/ec2diag/collectors"
 	"github.com/ec2diag/ec2diag/internal/escape"
@@ -64,16 +68,69 @@ const MaxMessage = 1024
 // files are read concurrently).
 type Events struct {
 	Listener Listener
-	mu       sync.Mutex
-	tr       *Tracker
-	out      []collectors.Record
-	stats    EventStats
+	// Clock times the bursts of warnings; nil is the system clock.
+	Clock  clock.Clock
+	mu     sync.Mutex
+	tr     *Tracker
+	out    []collectors.Record
+	stats  EventStats
+	bursts map[string]*burst
+}
+
+// burst is one event type's warnings in the current window.
+type burst struct {
+	start      time.Time
+	n          int
+	suppressed int
+	source     string
+}
+
+// A kernel event goes to the journal as a warning at most burstMax times
+// per burstWindow per type; the rest of a burst is said in one line when
+// the window is over: a million forged "Out of memory" lines made 273,000
+// journal entries.
+const (
+	burstMax    = 10
+	burstWindow = time.Minute
+)
+
+// allow says whether a record of typ goes out now, and emits the summary
+// of any burst whose window is over.
+func (g *Events) allow(typ, source string) bool {
+	now := clock.Or(g.Clock).Now()
+	if g.bursts == nil {
+		g.bursts = map[string]*burst{}
+	}
+	for t, b := range g.bursts {
+		if now.Sub(b.start) < burstWindow {
+			continue
+		}
+		if b.suppressed > 0 {
+			g.stats.Suppressed += uint64(b.suppressed)
+			g.out = append(g.out, collectors.Record{Time: now, Kind: collectors.KindEvent, Source: collectors.Source(b.source), Type: collectors.TypeLogSummary,
+				Message: fmt.Sprintf("%d more %s lines in %s were not logged one by one (a burst)", b.suppressed, t, now.Sub(b.start).Round(time.Second)),
+				Dims:    map[string]string{"level": "warn", "event": t, "suppressed": strconv.Itoa(b.suppressed)}})
+		}
+		delete(g.bursts, t)
+	}
+	b := g.bursts[typ]
+	if b == nil {
+		b = &burst{start: now, source: source}
+		g.bursts[typ] = b
+	}
+	if b.n < burstMax {
+		b.n++
+		return true
+	}
+	b.suppressed++
+	return false
 }
 
 // EventStats count lines the agent did not take at their word.
 type EventStats struct {
-	// NotPID1 counts systemd lines that were not the system manager's.
-	NotPID1 uint64
+	// NotPID1 counts systemd lines that were not the system manager's;
+	// Suppressed kernel event lines a burst left out of the journal.
+	NotPID1, Suppressed uint64
 }
 
 // Stats returns the counts so far.
@@ -172,7 +229,12 @@ func (g *Events) Line(line *syslog.Line, origin syslog.Origin, file string, offs
 		if ev.Iface != "" {
 			dims["iface"] = ev.Iface
 		}
-		g.out = append(g.out, collectors.Record{Time: ev.Time, Kind: collectors.KindEvent, Source: collectors.Source(ev.Source), Type: collectors.Type(ev.Type), Message: ev.Message, Dims: dims})
+		if !ev.Verified && isKernel(ev.Type) {
+			dims["origin"] = "log line" // the recorder checks it against the kernel's counters
+		}
+		if g.allow(ev.Type, ev.Source) {
+			g.out = append(g.out, collectors.Record{Time: ev.Time, Kind: collectors.KindEvent, Source: collectors.Source(ev.Source), Type: collectors.Type(ev.Type), Message: ev.Message, Dims: dims})
+		}
 		if ev.Type != TypeENA && ev.Type != TypeLinesLost && ev.Type != TypeOOMInvoked {
 			pid := ev.Victim
 			if pid == 0 {

@@ -1,9 +1,12 @@
 package jobs
 
 import (
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/ec2diag/ec2diag/collectors"
+	"github.com/ec2diag/ec2diag/internal/clock"
 	"github.com/ec2diag/ec2diag/internal/syslog"
 )
 
@@ -62,5 +65,24 @@ func TestKernelLinesCarryTheirOrigin(t *testing.T) {
 	g.Line(line(t, msg), syslog.Origin{Known: true, Transport: "kernel"}, "journal", 0)
 	if len(h.kernel) != 2 || h.kernel[0].FromKernel || !h.kernel[1].FromKernel {
 		t.Errorf("kernel events %+v", h.kernel)
+	}
+}
+
+// A flood of kernel lines (anyone can write them) makes a handful of
+// journal warnings, then one line saying how many more there were.
+func TestKernelLineFloodIsOneWarningPerBurst(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC))
+	h := &heard{}
+	g := NewEvents(&Namer{}, h)
+	g.Clock = clk
+	l := line(t, "2026-12-05T10:00:00+00:00 h kernel: Out of memory: Killed process 4242 (x) total-vm:1kB, anon-rss:1kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:1kB oom_score_adj:0")
+	var recs []collectors.Record
+	for i := 0; i < 20000; i++ {
+		recs = append(recs, g.Line(l, syslog.Origin{}, "syslog", 0)...)
+	}
+	clk.Advance(2 * time.Minute)
+	recs = append(recs, g.Line(l, syslog.Origin{}, "syslog", 0)...)
+	if len(recs) != burstMax+2 || recs[burstMax].Type != collectors.TypeLogSummary || !strings.Contains(recs[burstMax].Message, "19990 more oom_kill lines") {
+		t.Fatalf("%d records from 20,001 lines; the summary: %+v", len(recs), recs[min(burstMax, len(recs)-1)])
 	}
 }

@@ -146,7 +146,10 @@ const MaxCommand = 1024
 // enters (the run's start and end lines are redacted alike, so they still
 // pair), bounded.
 func command(b []byte) string {
-	s, _ := redact.Command(string(b))
+	// Cut before redacting (a secret cut in two is still a value and is
+	// hidden), then again: redaction must not cost a core per 60 KiB line
+	// of a flood.
+	s, _ := redact.Command(escape.Truncate(string(b), 2*MaxCommand))
 	return escape.Truncate(s, MaxCommand)
 }
 

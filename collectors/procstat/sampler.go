@@ -94,8 +94,9 @@ type Sampler struct {
 	// TrustedParents are the names a cron job's parent may have.
 	TrustedParents []string
 	// JobsRefused and Unverified count runs refused for the MaxJobs bound
-	// and runs the process table did not confirm.
-	JobsRefused, Unverified uint64
+	// and runs the process table did not confirm; Evicted ended runs
+	// forgotten early to make room.
+	JobsRefused, Unverified, Evicted uint64
 	cur                     []*procState // this scan's processes, in out's order
 	// orphans holds ticks of processes that vanished with their parent
 	// gone: the subreaper or init that reaped them will show them as
@@ -147,7 +148,7 @@ func (s *Sampler) AddJob(r *JobRun) bool {
 			return false
 		}
 	}
-	if len(s.jobs) >= MaxJobs {
+	if len(s.jobs) >= MaxJobs && !s.evict() {
 		s.JobsRefused++
 		return false
 	}
@@ -155,6 +156,37 @@ func (s *Sampler) AddJob(r *JobRun) bool {
 		s.check(r)
 	}
 	s.jobs = append(s.jobs, r)
+	return true
+}
+
+// evict makes room for a new run by forgetting the oldest run that ended,
+// one the process table refuted or could not check first: a flood of
+// forged start lines filled the table with them, and the real job that
+// started next was refused and never blamed. It reports whether it made
+// room (false: every run is still open).
+func (s *Sampler) evict() bool {
+	victim := -1
+	for i, j := range s.jobs {
+		if j.Ended.IsZero() {
+			continue
+		}
+		dud := j.Unverified != "" || j.Unchecked != ""
+		if victim < 0 {
+			victim = i
+			continue
+		}
+		v := s.jobs[victim]
+		vdud := v.Unverified != "" || v.Unchecked != ""
+		if dud && !vdud || dud == vdud && j.Ended.Before(v.Ended) {
+			victim = i
+		}
+	}
+	if victim < 0 {
+		return false
+	}
+	v := s.jobs[victim]
+	s.RemoveJob(v.ID)
+	s.Evicted++
 	return true
 }
 

@@ -323,8 +323,8 @@ func (c *Config) validate(d *decoder) {
 	if sp.EnterSamples < 1 || sp.ExitSamples < 1 {
 		bad("spikes.enter_samples", "want enter_samples and exit_samples of at least 1")
 	}
-	if sp.TopProcesses < 1 || sp.TopProcesses > 100 {
-		bad("spikes.top_processes", "want 1 to 100, got %d", sp.TopProcesses)
+	if sp.TopProcesses < 1 || sp.TopProcesses > 30 {
+		bad("spikes.top_processes", "want 1 to 30 (what an incident record lists; each is kept with its command line), got %d", sp.TopProcesses)
 	}
 	atLeast(bad, "spikes.fast_interval", sp.FastInterval, 100*time.Millisecond)
 	atLeast(bad, "spikes.snapshot_every", sp.SnapshotEvery, time.Second)

@@ -43,6 +43,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad zone", "syslog:\n  timezone: Mars/Base\n", []string{`c.yaml:2:13: syslog.timezone: unknown time zone "Mars/Base"`}},
 		{"list expected", "syslog:\n  files: /var/log/syslog\n", []string{`c.yaml:2:10: syslog.files: want a list, got "/var/log/syslog"`}},
 		{"not yaml", "log: [\n", []string{"c.yaml:", "not valid YAML"}},
+		{"too many top processes", "spikes:\n  top_processes: 60\n", []string{"c.yaml:2:18: spikes.top_processes: want 1 to 30"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse("c.yaml", []byte(tc.yaml))

@@ -97,7 +97,20 @@ type Verdict struct {
 	Groups  []GroupBlame `json:"groups,omitempty"`
 	Cause   string       `json:"cause"`   // the job or process blamed, in words
 	Summary string       `json:"summary"` // one line, plain words
+	// RunsLeftOut counts, by verdict, the candidate runs beyond
+	// MaxCandidates that the record does not list.
+	RunsLeftOut map[Judgement]int `json:"runs_left_out,omitempty"`
 }
+
+// DefaultTopN is how many processes a verdict lists by default;
+// MaxTopN the most a config may ask for (a record's budget holds them).
+const (
+	DefaultTopN = 10
+	MaxTopN     = 30
+)
+
+// MaxCandidates bounds the job runs a verdict judges in its record.
+const MaxCandidates = 16
 
 // Window is how long before onset a job's start still makes it a candidate.
 const Window = 2 * time.Minute
@@ -109,7 +122,14 @@ const Window = 2 * time.Minute
 // a job's verdict depends on its share of what was used, not on timing.
 // byMemory ranks processes by resident memory instead of CPU: in a memory
 // spike the process that ate the memory is the suspect, whatever its CPU.
-func Decide(onset time.Time, window time.Duration, runs []RunUse, procs []ProcUse, total float64, memTotal int64, byMemory bool) Verdict {
+//
+// topN bounds the processes listed (0: DefaultTopN), and at most
+// MaxCandidates job runs are judged in the record: a flood of start
+// lines (anyone can log them) is summarised in RunsLeftOut.
+func Decide(onset time.Time, window time.Duration, runs []RunUse, procs []ProcUse, total float64, memTotal int64, byMemory bool, topN int) Verdict {
+	if topN <= 0 {
+		topN = DefaultTopN
+	}
 	var v Verdict
 	for _, p := range procs {
 		if total > 0 {
@@ -138,8 +158,8 @@ func Decide(onset time.Time, window time.Duration, runs []RunUse, procs []ProcUs
 		}
 		return v.Top[i].PID < v.Top[j].PID
 	})
-	if len(v.Top) > 10 {
-		v.Top = v.Top[:10]
+	if len(v.Top) > topN {
+		v.Top = v.Top[:topN]
 	}
 	for _, r := range runs {
 		// Active only for a run that started before onset and had not
@@ -183,6 +203,17 @@ func Decide(onset time.Time, window time.Duration, runs []RunUse, procs []ProcUs
 		v.Jobs = append(v.Jobs, b)
 	}
 	sort.SliceStable(v.Jobs, func(i, j int) bool { return v.Jobs[i].Confidence > v.Jobs[j].Confidence })
+	if len(v.Jobs) > MaxCandidates {
+		// The most confident are kept; those left out are the least
+		// (refuted lines, runs that used nothing), counted by verdict.
+		for _, b := range v.Jobs[MaxCandidates:] {
+			if v.RunsLeftOut == nil {
+				v.RunsLeftOut = map[Judgement]int{}
+			}
+			v.RunsLeftOut[b.Verdict]++
+		}
+		v.Jobs = v.Jobs[:MaxCandidates]
+	}
 	var parts []string
 	suspect := -1
 	for i, p := range v.Top {

@@ -184,7 +184,7 @@ func TestDecide(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			v := Decide(onset, Window, c.runs, c.procs, c.total, c.memTotal, c.byMemory)
+			v := Decide(onset, Window, c.runs, c.procs, c.total, c.memTotal, c.byMemory, 0)
 			if v.Cause != c.cause {
 				t.Errorf("cause %q, want %q", v.Cause, c.cause)
 			}
@@ -240,7 +240,7 @@ func TestDecideTopProcesses(t *testing.T) {
 	for _, p := range procs {
 		total += p.CPUSec
 	}
-	v := Decide(t0, Window, nil, procs, total, 0, false)
+	v := Decide(t0, Window, nil, procs, total, 0, false, 0)
 	if len(v.Top) != 10 {
 		t.Fatalf("%d top processes, want 10", len(v.Top))
 	}
@@ -257,5 +257,31 @@ func TestDecideTopProcesses(t *testing.T) {
 	}
 	if procs[0].CPUShare != 0 {
 		t.Error("Decide wrote into the caller's slice")
+	}
+}
+
+// A flood of start lines (anyone can log them) makes many candidate runs:
+// the verdict lists the most confident MaxCandidates and counts the rest.
+func TestCandidateRunsAreBounded(t *testing.T) {
+	onset := time.Unix(1_800_000_000, 0)
+	var runs []RunUse
+	for i := 0; i < 500; i++ {
+		runs = append(runs, RunUse{ID: fmt.Sprint(i), Job: "flood", PID: 1000 + i, Start: onset.Add(-time.Minute), Unverified: "pid gone"})
+	}
+	runs = append(runs, RunUse{ID: "real", Job: "etl", PID: 42, Start: onset.Add(-time.Minute), Active: true, CPUSec: 9})
+	v := Decide(onset, Window, runs, []ProcUse{{PID: 43, Comm: "etl", CPUSec: 9, Job: "etl"}}, 10, 0, false, 0)
+	if len(v.Jobs) != MaxCandidates || v.Jobs[0].Job != "etl" || v.RunsLeftOut[Unverified] != 501-MaxCandidates {
+		t.Fatalf("%d runs listed (first %q), left out %v", len(v.Jobs), v.Jobs[0].Job, v.RunsLeftOut)
+	}
+}
+
+// The number of processes listed is the config's (it was silently 10).
+func TestTopNIsHonoured(t *testing.T) {
+	var procs []ProcUse
+	for i := 0; i < 40; i++ {
+		procs = append(procs, ProcUse{PID: i + 1, Comm: "p", CPUSec: float64(i)})
+	}
+	if v := Decide(time.Unix(0, 0), Window, nil, procs, 100, 0, false, 25); len(v.Top) != 25 {
+		t.Errorf("%d processes listed, want 25", len(v.Top))
 	}
 }
