@@ -92,13 +92,13 @@ func alarmRun(cmd *cobra.Command, g *globalFlags, f *alarmFlags, status bool) er
 	}
 	awsCfg, err := awsConfig(ctx, cfg, t.Region)
 	if err != nil {
-		return err
+		return failed(err)
 	}
 	api := cwsink.NewClient(awsCfg, cfg.CloudWatch.Endpoint)
 	if status {
 		states, err := alarm.Status(ctx, api, reqs)
 		if err != nil {
-			return err
+			return failed(err)
 		}
 		if f.format == "json" {
 			return json.NewEncoder(out).Encode(map[string]any{"alarms": states})
@@ -128,5 +128,5 @@ func alarmRun(cmd *cobra.Command, g *globalFlags, f *alarmFlags, status bool) er
 	for _, r := range res {
 		fmt.Fprintf(out, "%s: %s\n", r.AlarmName, r.Action)
 	}
-	return err
+	return failed(err)
 }

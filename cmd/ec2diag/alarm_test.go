@@ -154,3 +154,33 @@ func TestDashboardPut(t *testing.T) {
 		t.Errorf("fleet body: exit %d\n%s", code, printed)
 	}
 }
+
+// A failure at run time (AWS not reachable, or refusing) is exit status 1;
+// 2 is for bad usage, which scripts tell apart. The SDK's own logger wrote
+// raw lines to stderr; nothing but ec2diag's error line is there now.
+// Unusable names are refused before any call: an ASG name that would
+// break out of the dashboard's search expression, a dashboard name
+// PutDashboard would not take.
+func TestRuntimeFailuresExitOneAndBadNamesTwo(t *testing.T) {
+	closed := "http://127.0.0.1:1"
+	env := []string{"AWS_ENDPOINT_URL_CLOUDWATCH=" + closed, "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS=" + closed, "AWS_MAX_ATTEMPTS=1"}
+	for _, c := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"alarm", "status", "--instance-id", "i-0123456789abcdef0", "--region", "eu-west-1"}, 1},
+		{[]string{"alarm", "install", "--instance-id", "i-0123456789abcdef0", "--region", "eu-west-1"}, 1},
+		{[]string{"dashboard", "--instance-id", "i-0123456789abcdef0", "--region", "eu-west-1", "--put", "ec2diag"}, 1},
+		{[]string{"fleet", "incidents", "--region", "eu-west-1"}, 1},
+		{[]string{"dashboard", "--asg", "prod'x", "--region", "eu-west-1"}, 2},
+		{[]string{"dashboard", "--instance-id", "i-0123456789abcdef0", "--region", "eu-west-1", "--put", "my board"}, 2},
+	} {
+		out, code := runCLI(t, env, c.args...)
+		if code != c.code {
+			t.Errorf("ec2diag %s: exit %d, want %d\n%s", strings.Join(c.args, " "), code, c.code, out)
+		}
+		if strings.Contains(out, "SDK ") {
+			t.Errorf("ec2diag %s: the SDK's own log reached stderr:\n%s", strings.Join(c.args, " "), out)
+		}
+	}
+}

@@ -279,7 +279,9 @@ func (a *analysis) print(out, errw io.Writer, namer *jobs.Namer, format string) 
 			}
 			continue
 		}
-		fmt.Fprintln(w, textLine(&r))
+		// Every field came from a log line: escaped, so no ESC or BEL
+		// reaches the terminal and no line becomes two.
+		fmt.Fprintln(w, escape.Control(textLine(&r)))
 	}
 	fmt.Fprintf(errw, "%d files, %d lines, %d not in a known syslog format (kept, not analysed), %d events\n", a.files, a.lines, a.unparsed, len(a.events))
 	if a.long > 0 || a.nuls > 0 {

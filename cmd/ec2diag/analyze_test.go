@@ -10,7 +10,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 // analyze keeps going past damage: a truncated .gz, a line over 1 MiB and
@@ -64,3 +66,52 @@ func TestAnalyzeReadsPastDamage(t *testing.T) {
 		}
 	}
 }
+
+// Text output never hands the terminal what a log line smuggled in: ESC,
+// BEL and bidi controls come out escaped, in analyze and in tail.
+func TestTextOutputEscapesControls(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "syslog")
+	writeFile(t, f, "2026-12-01T10:00:01.000000+00:00 h CRON[101]: (root) CMD (/opt/\x1b[31mred\x07.sh)\n"+
+		"2026-12-01T10:00:02.000000+00:00 h kernel: Out of memory: Killed process 4242 (x\x1b]0;owned\x07\u202e) total-vm:1kB, anon-rss:1kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:1kB oom_score_adj:0\n")
+	out, err := exec.Command(bin(t), "analyze", "--syslog", f, "--format", "text").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := exec.Command(bin(t), "tail", "--file", f, "--from-start", "--format", "text", "--state-dir", t.TempDir())
+	var tb syncBuffer
+	tc.Stdout = &tb
+	if err := tc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); strings.Count(tb.String(), "\n") < 2 && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	tc.Process.Kill()
+	tc.Wait()
+	tail := []byte(tb.String())
+	if strings.Count(string(tail), "\n") < 2 {
+		t.Fatalf("tail printed %q", tail)
+	}
+	for name, b := range map[string][]byte{"analyze": out, "tail": tail} {
+		if bytes.ContainsAny(b, "\x1b\x07") || strings.ContainsRune(string(b), 0x202e) {
+			t.Errorf("%s --format text wrote raw controls: %q", name, b)
+		}
+	}
+	if !strings.Contains(string(out), `\x1b[31mred\x07`) {
+		t.Errorf("analyze text lost the escaped job: %q", out)
+	}
+}
+
+// syncBuffer is a bytes.Buffer a child process writes while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }

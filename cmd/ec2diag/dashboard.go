@@ -33,6 +33,14 @@ NAME (cloudwatch:PutDashboard).`,
 			if err != nil {
 				return &exitError{code: exitUsage, err: err}
 			}
+			if put != "" {
+				if err := dashboard.CheckName(put); err != nil {
+					return &exitError{code: exitUsage, err: err}
+				}
+			}
+			if err := dashboard.CheckASG(asg); err != nil {
+				return &exitError{code: exitUsage, err: err}
+			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
 			defer cancel()
 			o := dashboard.Options{Namespace: cfg.CloudWatch.Namespace, ASG: asg, ExtraDims: cfg.CloudWatch.Dimensions,
@@ -65,11 +73,11 @@ NAME (cloudwatch:PutDashboard).`,
 			}
 			awsCfg, err := awsConfig(ctx, cfg, o.Region)
 			if err != nil {
-				return err
+				return failed(err)
 			}
 			out, err := cwsink.NewClient(awsCfg, cfg.CloudWatch.Endpoint).PutDashboard(ctx, &cloudwatch.PutDashboardInput{DashboardName: aws.String(put), DashboardBody: aws.String(body)})
 			if err != nil {
-				return fmt.Errorf("PutDashboard %s: %w", put, err)
+				return failed(fmt.Errorf("PutDashboard %s: %w", put, err))
 			}
 			for _, m := range out.DashboardValidationMessages {
 				fmt.Fprintf(cmd.ErrOrStderr(), "CloudWatch: %s: %s\n", aws.ToString(m.DataPath), aws.ToString(m.Message))

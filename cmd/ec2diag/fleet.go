@@ -114,7 +114,7 @@ func runFleet(cmd *cobra.Command, g *globalFlags, f *fleetFlags, incidents bool)
 	}
 	awsCfg, err := awsConfig(ctx, cfg, region)
 	if err != nil {
-		return err
+		return failed(err)
 	}
 	if awsCfg.Region == "" {
 		id, err := imds.Detect(ctx, imds.Options{Disabled: cfg.IMDS.Disabled, Endpoint: cfg.IMDS.Endpoint, Timeout: cfg.IMDS.Timeout.D()})
@@ -126,19 +126,22 @@ func runFleet(cmd *cobra.Command, g *globalFlags, f *fleetFlags, incidents bool)
 	c := &fleet.Client{API: cwlogs.NewClient(awsCfg, endpoint), Group: group, Timeout: f.timeout}
 	out := cmd.OutOrStdout()
 	if incidents {
-		list, err := c.Incidents(ctx, filter)
+		list, skipped, err := c.Incidents(ctx, filter)
 		if err != nil {
-			return err
+			return failed(err)
 		}
 		if f.format == "json" {
-			return writeJSON(out, map[string]any{"log_group": group, "since": since.String(), "incidents": list})
+			return writeJSON(out, map[string]any{"log_group": group, "since": since.String(), "incidents": list, "rows_skipped": skipped})
 		}
 		printFleetIncidents(out, list)
+		if skipped > 0 {
+			fmt.Fprintf(out, "%d result rows without an incident, instance or start were skipped (events in the group that are not the agent's)\n", skipped)
+		}
 		return nil
 	}
 	jobs, err := c.Jobs(ctx, filter)
 	if err != nil {
-		return err
+		return failed(err)
 	}
 	if f.format == "json" {
 		return writeJSON(out, map[string]any{"log_group": group, "since": since.String(), "jobs": jobs})

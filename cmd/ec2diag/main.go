@@ -26,6 +26,16 @@ type exitError struct {
 func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
+// failed marks a failure at run time (AWS refused or could not be
+// reached): exit status 1, not 2, which is for bad usage.
+func failed(err error) error {
+	var ee *exitError
+	if err == nil || errors.As(err, &ee) {
+		return err
+	}
+	return &exitError{code: exitFailure, err: err}
+}
+
 // Exit statuses users script against: 0 ok, 1 failure at run time, 2 bad
 // usage or configuration.
 const (

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/ec2diag/ec2diag/internal/escape"
+
 	"github.com/ec2diag/ec2diag/collectors/logsource"
 	"github.com/ec2diag/ec2diag/internal/logging"
 	"github.com/ec2diag/ec2diag/internal/syslog"
@@ -109,7 +111,9 @@ func printTail(ctx context.Context, src *logsource.Source, w *bufio.Writer, form
 		for i := range batch {
 			e := &batch[i]
 			if format == "text" {
-				fmt.Fprintf(w, "%s\n", e.Raw.Data)
+				// The line as written, but escaped: anyone can log ESC or
+				// BEL, and they must not reach the terminal.
+				fmt.Fprintf(w, "%s\n", escape.Control(string(e.Raw.Data)))
 				continue
 			}
 			r := tailRecord{File: e.Raw.File, Cursor: e.Cursor, Host: string(e.Line.Host), Program: string(e.Line.Program),

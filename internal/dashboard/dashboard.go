@@ -97,6 +97,37 @@ func names(ws []widget) []string {
 	return out
 }
 
+// CheckASG refuses an Auto Scaling group name that would break out of the
+// SEARCH expression's quotes or the header's markdown: a quote, a
+// backslash, a backquote or a control character. AWS allows them in a
+// name; a fleet that uses them gets a clear error, not a dashboard that
+// queries something else.
+func CheckASG(name string) error {
+	if len(name) > 255 {
+		return fmt.Errorf("Auto Scaling group name of %d characters: at most 255", len(name))
+	}
+	for _, r := range name {
+		if r == '\'' || r == '"' || r == '\\' || r == '`' || r < 0x20 || r == 0x7f {
+			return fmt.Errorf("Auto Scaling group name %q: quotes, backslashes, backquotes and control characters cannot be put in a dashboard's search expression", name)
+		}
+	}
+	return nil
+}
+
+// CheckName refuses a dashboard name PutDashboard would not take: 1 to 255
+// characters of A-Z, a-z, 0-9, - and _.
+func CheckName(name string) error {
+	if name == "" || len(name) > 255 {
+		return fmt.Errorf("dashboard name %q: want 1 to 255 characters", name)
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return fmt.Errorf("dashboard name %q: want only letters, digits, - and _", name)
+		}
+	}
+	return nil
+}
+
 // Body returns the dashboard body JSON.
 func Body(o Options) (string, error) {
 	if (o.InstanceID == "") == (o.ASG == "") {
@@ -104,6 +135,9 @@ func Body(o Options) (string, error) {
 	}
 	if o.Namespace == "" || o.Region == "" {
 		return "", fmt.Errorf("namespace and region are required")
+	}
+	if err := CheckASG(o.ASG); err != nil {
+		return "", err
 	}
 	schema := []string{o.Namespace, "InstanceId"}
 	for _, d := range o.ExtraDims {

@@ -176,20 +176,27 @@ func insightsTime(s string) time.Time {
 	return t
 }
 
-// Incidents runs IncidentsQuery.
-func (c *Client) Incidents(ctx context.Context, f Filter) ([]Incident, error) {
+// Incidents runs IncidentsQuery. A row that lacks the incident, the
+// instance or the start (events that are not the agent's in the group,
+// or fields Logs Insights did not extract) is no incident: it is counted
+// in skipped, not shown dated 0001-01-01.
+func (c *Client) Incidents(ctx context.Context, f Filter) (_ []Incident, skipped int, _ error) {
 	rows, err := c.Run(ctx, IncidentsQuery(f), f.Since)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	out := make([]Incident, 0, len(rows))
 	for _, r := range rows {
+		if r["incident"] == "" || r["instance_id"] == "" || insightsTime(r["started"]).IsZero() {
+			skipped++
+			continue
+		}
 		n, _ := strconv.Atoi(r["records"])
 		out = append(out, Incident{Instance: r["instance_id"], ASG: r["asg"], ID: r["incident"], Started: insightsTime(r["started"]),
 			LastSeen: insightsTime(r["last_seen"]), Ended: r["last_kind"] == "end", Reason: r["first_reason"], Cause: r["cause"],
 			BlamedJob: r["blamed_job"], Top: r["top_process"], Records: n})
 	}
-	return out, nil
+	return out, skipped, nil
 }
 
 // Jobs runs JobsQuery and counts incidents and instances per job, most

@@ -9,7 +9,9 @@ import (
 
 	"github.com/ec2diag/ec2diag/internal/evidence/store"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs/types"
 	"github.com/ec2diag/ec2diag/collectors"
 	"github.com/ec2diag/ec2diag/internal/evidence"
 	cwsink "github.com/ec2diag/ec2diag/internal/sink/cloudwatch"
@@ -94,6 +96,11 @@ func fleetEnv(t *testing.T) *Client {
 		{evidence.KindOnset, "C1", verdict("job report.sh", "report.sh")},
 		{evidence.KindEnd, "C1", map[string]any{}},
 	})
+	// An event in the group that is not the agent's: a kind, nothing else.
+	if _, err := cli.PutLogEvents(context.Background(), &cloudwatchlogs.PutLogEventsInput{LogGroupName: aws.String("/ec2diag"), LogStreamName: aws.String("i-aaaa"),
+		LogEvents: []types.InputLogEvent{{Timestamp: aws.Int64(time.Now().Add(-time.Hour).UnixMilli()), Message: aws.String(`{"kind":"onset"}`)}}}); err != nil {
+		t.Fatal(err)
+	}
 	if fake.SigFailures() != 0 {
 		t.Fatalf("%d requests failed SigV4", fake.SigFailures())
 	}
@@ -103,7 +110,7 @@ func fleetEnv(t *testing.T) *Client {
 func TestFleetIncidents(t *testing.T) {
 	c := fleetEnv(t)
 	ctx := context.Background()
-	all, err := c.Incidents(ctx, Filter{Since: 7 * 24 * time.Hour})
+	all, skipped, err := c.Incidents(ctx, Filter{Since: 7 * 24 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,8 +118,8 @@ func TestFleetIncidents(t *testing.T) {
 	for _, in := range all {
 		by[in.ID] = in
 	}
-	if len(all) != 4 || len(by) != 4 {
-		t.Fatalf("incidents %+v, want A1 A2 B1 C1", all)
+	if len(all) != 4 || len(by) != 4 || skipped != 1 {
+		t.Fatalf("incidents %+v (%d rows skipped), want A1 A2 B1 C1 and the foreign event skipped", all, skipped)
 	}
 	a1, a2, b1, c1 := by["A1"], by["A2"], by["B1"], by["C1"]
 	if a1.Instance != "i-aaaa" || a1.ASG != "web" || !a1.Ended || a1.BlamedJob != "backup.sh" || a1.Records != 3 || a1.Reason != "CPU 100% busy; PSI cpu" ||
@@ -134,15 +141,15 @@ func TestFleetIncidents(t *testing.T) {
 			t.Errorf("not newest first: %v after %v", all[i].Started, all[i-1].Started)
 		}
 	}
-	web, err := c.Incidents(ctx, Filter{Since: 7 * 24 * time.Hour, ASG: "web"})
+	web, _, err := c.Incidents(ctx, Filter{Since: 7 * 24 * time.Hour, ASG: "web"})
 	if err != nil || len(web) != 2 {
 		t.Errorf("--asg web: %+v %v", web, err)
 	}
-	job, err := c.Incidents(ctx, Filter{Since: 7 * 24 * time.Hour, Job: "backup.sh"})
+	job, _, err := c.Incidents(ctx, Filter{Since: 7 * 24 * time.Hour, Job: "backup.sh"})
 	if err != nil || len(job) != 2 || job[0].Instance != "i-aaaa" {
 		t.Errorf("--job backup.sh: %+v %v", job, err)
 	}
-	none, err := c.Incidents(ctx, Filter{Since: 10 * time.Minute})
+	none, _, err := c.Incidents(ctx, Filter{Since: 10 * time.Minute})
 	if err != nil || len(none) != 0 {
 		t.Errorf("--since 10m (all were an hour ago): %+v %v", none, err)
 	}
@@ -171,7 +178,7 @@ func TestFleetJobs(t *testing.T) {
 func TestQueryErrorsAreSaid(t *testing.T) {
 	c := fleetEnv(t)
 	c.Group = "/missing"
-	if _, err := c.Incidents(context.Background(), Filter{Since: time.Hour}); err == nil {
+	if _, _, err := c.Incidents(context.Background(), Filter{Since: time.Hour}); err == nil {
 		t.Error("query on a missing group succeeded")
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ec2diag/ec2diag/internal/correlate"
+	"github.com/ec2diag/ec2diag/internal/escape"
 	"github.com/ec2diag/ec2diag/internal/evidence"
 )
 
@@ -147,7 +148,43 @@ func Build(recs []evidence.Record, id string, boot int, unfinished string) (*Rep
 		r.Runs = append(r.Runs, *runs[id])
 	}
 	sort.SliceStable(r.Runs, func(i, j int) bool { return r.Runs[i].Start.Before(r.Runs[j].Start) })
+	r.escape()
 	return r, nil
+}
+
+// escape makes every text that came from another process or a log line
+// safe to print, once, for the text report and the page alike: control
+// characters and the bidi controls that reorder what follows them
+// (html/template escapes markup, not those). Control is idempotent, so
+// text already escaped where it entered stays as it was.
+func (r *Report) escape() {
+	e := escape.Control
+	for i := range r.Reasons {
+		r.Reasons[i] = e(r.Reasons[i])
+	}
+	v := &r.Verdict
+	v.Cause, v.Summary = e(v.Cause), e(v.Summary)
+	for i := range v.Jobs {
+		j := &v.Jobs[i]
+		j.Job, j.Reason, j.ID, j.Unverified, j.Unit = e(j.Job), e(j.Reason), e(j.ID), e(j.Unverified), e(j.Unit)
+	}
+	for i := range v.Top {
+		p := &v.Top[i]
+		p.Comm, p.Cmdline, p.User, p.Cgroup, p.Group, p.Login, p.Job, p.Unit = e(p.Comm), e(p.Cmdline), e(p.User), e(p.Cgroup), e(p.Group), e(p.Login), e(p.Job), e(p.Unit)
+		for k := range p.Parents {
+			p.Parents[k] = e(p.Parents[k])
+		}
+	}
+	for i := range v.Groups {
+		v.Groups[i].Name = e(v.Groups[i].Name)
+	}
+	for i := range r.Runs {
+		r.Runs[i].Job, r.Runs[i].Reason = e(r.Runs[i].Job), e(r.Runs[i].Reason)
+	}
+	for i := range r.Events {
+		ev := &r.Events[i]
+		ev.Comm, ev.Message, ev.Unverified = e(ev.Comm), e(ev.Message), e(ev.Unverified)
+	}
 }
 
 // dedupEvents drops repeats: the kernel reports one OOM kill in two lines

@@ -2,6 +2,7 @@ package report
 
 import (
 	"bytes"
+	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
@@ -249,5 +250,26 @@ func TestBuildUnknownIncident(t *testing.T) {
 	recs, _ := recorded(t)
 	if _, err := Build(recs, "nope", 0, ""); err == nil {
 		t.Error("no error for an incident the store does not hold")
+	}
+}
+
+// A name holding a bidi override reads backwards from there on, in a
+// terminal and in a browser alike: the report escapes it in both.
+func TestReportEscapesBidiControls(t *testing.T) {
+	d := evidence.Incident{Onset: time.Unix(1_800_000_000, 0).UTC(), Reasons: []string{"CPU 99% busy"},
+		Verdict: correlate.Verdict{Cause: "process evil\u202egnp.sh (pid 7)", Top: []correlate.ProcUse{{PID: 7, Comm: "evil\u202egnp.sh", Cmdline: "evil\u202egnp.sh --x"}}}}
+	b, _ := json.Marshal(d)
+	rec := evidence.Record{Kind: evidence.KindOnset, Incident: "X", Time: d.Onset, Seq: 1, Data: b}
+	r, err := Build([]evidence.Record{rec}, "X", 0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var txt, page bytes.Buffer
+	r.Text(&txt, time.UTC)
+	r.HTML(&page, time.UTC)
+	for name, out := range map[string]string{"text": txt.String(), "html": page.String()} {
+		if strings.ContainsRune(out, 0x202e) || !strings.Contains(out, `\u202e`) {
+			t.Errorf("%s report: the bidi override is not escaped", name)
+		}
 	}
 }

@@ -12,12 +12,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/ec2diag/ec2diag/internal/clock"
 	"hash/fnv"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/ec2diag/ec2diag/internal/clock"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -242,7 +243,13 @@ func (s *Sink) loop() {
 			}
 			backoff = min(max(2*backoff, baseBackoff), maxBackoff)
 			retryAt = s.now().Add(jitter(backoff))
-			s.o.Log.Warn("CloudWatch unreachable; data kept in the spool", zap.Error(err),
+			msg := "CloudWatch unreachable; data kept in the spool"
+			if code := deniedCode(err); code != "" {
+				// Not the network: the role lacks cloudwatch:PutMetricData,
+				// or its credentials are not accepted. Someone must act.
+				msg = "CloudWatch refused the request (" + code + "): the instance role needs cloudwatch:PutMetricData; data kept in the spool"
+			}
+			s.o.Log.Warn(msg, zap.Error(err),
 				zap.Duration("retry_in", retryAt.Sub(s.now()).Round(time.Millisecond)), zap.Int64("spool_bytes", s.o.Spool.Size()))
 		} else {
 			if backoff > 0 {
@@ -252,6 +259,20 @@ func (s *Sink) loop() {
 		}
 		s.summarize(s.now())
 	}
+}
+
+// deniedCode is the error code when AWS refused the caller (permissions or
+// credentials), "" for anything else.
+func deniedCode(err error) string {
+	var ae smithy.APIError
+	if !errors.As(err, &ae) {
+		return ""
+	}
+	switch c := ae.ErrorCode(); c {
+	case "AccessDenied", "AccessDeniedException", "UnrecognizedClientException", "InvalidClientTokenId", "ExpiredToken", "ExpiredTokenException", "UnauthorizedOperation":
+		return c
+	}
+	return ""
 }
 
 // jitter is "full jitter": uniform in [d/2, d], so a fleet that lost its

@@ -14,6 +14,7 @@
 package cwlogs
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -30,6 +31,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs/types"
 	"github.com/aws/smithy-go"
 	"github.com/ec2diag/ec2diag/collectors"
+	"github.com/ec2diag/ec2diag/internal/correlate"
+	"github.com/ec2diag/ec2diag/internal/escape"
 	"github.com/ec2diag/ec2diag/internal/evidence"
 	"github.com/ec2diag/ec2diag/internal/evidence/store"
 	"github.com/ec2diag/ec2diag/internal/logging"
@@ -214,10 +217,45 @@ func (s *Shipper) handle(lines []tail.Line, ack func()) error {
 	return nil
 }
 
-// event is the JSON message for one store record, with the figures a
-// fleet query filters on lifted to the top: kind, incident, cause, the
-// job blamed, the top process, the reasons, the job of a run (the fleet
-// queries read these; the record itself is in data).
+// Event is the JSON message of one store record, designed for Logs
+// Insights, which extracts at most 200 fields of a JSON event (AWS,
+// "Supported logs and discovered fields") in the order it reads them: the
+// fields fleet queries filter and group on come first, each bounded, and
+// the whole record travels as one string field (data), so an event has
+// at most 20 fields however big its record. The JSON names are a
+// contract (the fleet queries and dashboards use them).
+type Event struct {
+	Kind       evidence.Kind `json:"kind"`
+	Incident   string        `json:"incident,omitempty"`
+	InstanceID string        `json:"instance_id"`
+	Time       time.Time     `json:"time"`
+	ASG        string        `json:"asg,omitempty"`
+	BootID     string        `json:"boot_id"`
+	Seq        uint64        `json:"seq"`
+	Cause      string        `json:"cause,omitempty"`
+	BlamedJob  string        `json:"blamed_job,omitempty"`
+	TopProcess string        `json:"top_process,omitempty"`
+	Reason     string        `json:"reason,omitempty"`
+	Job        string        `json:"job,omitempty"`
+	Summary    string        `json:"summary,omitempty"`
+	// Reasons are the first few reasons (an array is one field per
+	// element to Logs Insights).
+	Reasons []string `json:"reasons,omitempty"`
+	// Data is the store's record payload as JSON text, as `ec2diag
+	// incidents --format json` reads it; absent when the event would pass
+	// the service's size limit (DataTruncatedBytes says how big it was).
+	Data               string `json:"data,omitempty"`
+	DataTruncatedBytes int    `json:"data_truncated_bytes,omitempty"`
+}
+
+// Bounds of the lifted fields.
+const (
+	maxLifted  = 512
+	maxSummary = 2048
+	maxReasons = 4
+)
+
+// event is the CloudWatch Logs event of one store record.
 func (s *Shipper) event(l tail.Line) (types.InputLogEvent, evidence.Kind, bool) {
 	r, ok := store.ParseLine(l.Data)
 	if !ok || l.Truncated || l.Partial {
@@ -226,67 +264,62 @@ func (s *Shipper) event(l tail.Line) (types.InputLogEvent, evidence.Kind, bool) 
 		s.mu.Unlock()
 		return types.InputLogEvent{}, "", false
 	}
-	msg := map[string]any{"instance_id": s.o.InstanceID, "kind": r.Kind, "time": r.Time, "boot_id": r.BootID, "seq": r.Seq, "data": r.Data}
-	if r.Incident != "" {
-		msg["incident"] = r.Incident
-	}
-	if s.o.AutoScalingGroup != "" {
-		msg["asg"] = s.o.AutoScalingGroup
-	}
-	var d struct {
-		Job     string `json:"job"`
-		Verdict struct {
-			Cause   string `json:"cause"`
-			Summary string `json:"summary"`
-			Top     []struct {
-				PID  int    `json:"pid"`
-				Comm string `json:"comm"`
-			} `json:"top_processes"`
-			Jobs []struct {
-				Job     string `json:"job"`
-				Verdict string `json:"verdict"`
-			} `json:"jobs"`
-		} `json:"verdict"`
-		Reasons []string `json:"reasons"`
-	}
-	if json.Unmarshal(r.Data, &d) == nil {
-		if d.Verdict.Cause != "" {
-			msg["cause"] = d.Verdict.Cause
-		}
-		for _, j := range d.Verdict.Jobs {
-			if j.Verdict == "caused" {
-				msg["blamed_job"] = j.Job
-				break
+	ev := Event{Kind: r.Kind, Incident: r.Incident, InstanceID: s.o.InstanceID, Time: r.Time, ASG: s.o.AutoScalingGroup,
+		BootID: r.BootID, Seq: r.Seq, Data: string(r.Data)}
+	b := func(x string, n int) string { return escape.Truncate(x, n) }
+	if r.Kind.OfIncident() {
+		if d, err := r.DecodeIncident(); err == nil {
+			v := d.Verdict
+			ev.Cause, ev.Summary = b(v.Cause, maxLifted), b(v.Summary, maxSummary)
+			for _, j := range v.Jobs {
+				if j.Verdict == correlate.Caused {
+					ev.BlamedJob = b(j.Job, maxLifted)
+					break
+				}
+			}
+			if len(v.Top) > 0 {
+				ev.TopProcess = b(fmt.Sprintf("%s (pid %d)", v.Top[0].Comm, v.Top[0].PID), maxLifted)
+			}
+			if len(d.Reasons) > 0 {
+				// One string as well: a query wants the whole.
+				ev.Reason = b(strings.Join(d.Reasons, "; "), maxLifted)
+				for _, x := range d.Reasons[:min(len(d.Reasons), maxReasons)] {
+					ev.Reasons = append(ev.Reasons, b(x, maxLifted))
+				}
 			}
 		}
-		if d.Job != "" {
-			msg["job"] = d.Job
-		}
-		if d.Verdict.Summary != "" {
-			msg["summary"] = d.Verdict.Summary
-		}
-		if len(d.Verdict.Top) > 0 {
-			msg["top_process"] = fmt.Sprintf("%s (pid %d)", d.Verdict.Top[0].Comm, d.Verdict.Top[0].PID)
-		}
-		if len(d.Reasons) > 0 {
-			msg["reasons"] = d.Reasons
-			// One string as well: Logs Insights sees an array as
-			// reasons.0, reasons.1, ...; a query wants the whole.
-			msg["reason"] = strings.Join(d.Reasons, "; ")
-		}
+	} else if d, err := r.DecodeJobRun(); err == nil {
+		ev.Job = b(d.Job, maxLifted)
 	}
-	b, _ := json.Marshal(msg)
-	if len(b) > maxEventBytes {
-		// Over the event limit (a snapshot of thousands of processes):
-		// the record's identity and verdict go, its data is in the store.
-		delete(msg, "data")
-		msg["data_truncated_bytes"] = len(r.Data)
-		b, _ = json.Marshal(msg)
+	msg, err := marshal(&ev)
+	if err == nil && len(msg) > maxEventBytes {
+		// Over the event limit: the record's identity and verdict go, its
+		// data stays in the store.
+		ev.DataTruncatedBytes, ev.Data = len(r.Data), ""
+		msg, err = marshal(&ev)
 		s.mu.Lock()
 		s.stats.Oversized++
 		s.mu.Unlock()
 	}
-	return types.InputLogEvent{Timestamp: aws.Int64(r.Time.UnixMilli()), Message: aws.String(string(b))}, r.Kind, true
+	if err != nil || len(msg) > maxEventBytes {
+		s.mu.Lock()
+		s.stats.Damaged++
+		s.mu.Unlock()
+		return types.InputLogEvent{}, "", false
+	}
+	return types.InputLogEvent{Timestamp: aws.Int64(r.Time.UnixMilli()), Message: aws.String(string(msg))}, r.Kind, true
+}
+
+// marshal writes JSON as is: HTML escaping made a job name of 60,000 "<"
+// six times longer than the size the shipper had checked.
+func marshal(ev *Event) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(ev); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 // flusher sends the queue every FlushEvery (at once when a batch is full),
@@ -334,18 +367,19 @@ func (s *Shipper) flush(ctx context.Context, final bool) error {
 		if len(batch) == 0 {
 			return nil
 		}
-		if err := s.send(ctx, batch); err != nil {
-			return err
-		}
+		n, err := s.sendSplit(ctx, batch)
 		s.mu.Lock()
-		s.queue = s.queue[len(batch):]
-		for _, p := range batch {
+		s.queue = s.queue[n:]
+		for _, p := range batch[:n] {
 			if p.batch.left--; p.batch.left == 0 {
 				p.batch.ack()
 			}
 		}
 		s.space.Broadcast()
 		s.mu.Unlock()
+		if err != nil {
+			return err
+		}
 		if final && ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -369,6 +403,36 @@ func (s *Shipper) take() []*pending {
 		size += n
 	}
 	return s.queue
+}
+
+// errInvalid is a batch the service refused as invalid.
+var errInvalid = errors.New("CloudWatch Logs refused the batch as invalid")
+
+// sendSplit sends batch and returns how many of its events (a prefix) were
+// handled: sent, or dropped as the one event the service refused. A batch
+// refused as invalid is halved until the event at fault is alone: one bad
+// event used to drop its whole batch, an onset with it.
+func (s *Shipper) sendSplit(ctx context.Context, batch []*pending) (int, error) {
+	err := s.send(ctx, batch)
+	switch {
+	case err == nil:
+		return len(batch), nil
+	case !errors.Is(err, errInvalid):
+		return 0, err
+	case len(batch) == 1:
+		s.fail("invalid", "CloudWatch Logs refused an event; dropping it (the record stays in the store)", err)
+		s.mu.Lock()
+		s.stats.Rejected++
+		s.mu.Unlock()
+		return 1, nil
+	}
+	h := len(batch) / 2
+	n, err := s.sendSplit(ctx, batch[:h])
+	if err != nil || n < h {
+		return n, err
+	}
+	m, err := s.sendSplit(ctx, batch[h:])
+	return n + m, err
 }
 
 // send makes one PutLogEvents call (creating group and stream first when
@@ -399,13 +463,9 @@ func (s *Shipper) send(ctx context.Context, batch []*pending) error {
 	}
 	var ipe *types.InvalidParameterException
 	if errors.As(err, &ipe) {
-		// The batch itself is refused (it fits every limit we know of):
-		// said and dropped, or one bad event would wedge the shipping.
-		s.fail("invalid", "CloudWatch Logs refused a batch; dropping it (the records stay in the store)", err, zap.Int("events", len(evs)))
-		s.mu.Lock()
-		s.stats.Rejected += len(evs)
-		s.mu.Unlock()
-		return nil
+		// Refused though it fits every limit we know of: sendSplit finds
+		// the event at fault.
+		return fmt.Errorf("%w: %v", errInvalid, err)
 	}
 	if err != nil {
 		s.mu.Lock()

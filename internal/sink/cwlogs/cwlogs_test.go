@@ -286,3 +286,78 @@ func TestIncidentRecordsGoAtOnce(t *testing.T) {
 	e.waitEvents(3, 5*time.Second)
 	e.exactlyOnce(3)
 }
+
+// A real incident's records (recorded with the real agent: hundreds of
+// fields each once flattened) are found by the fleet's Logs Insights query
+// on a server that, as AWS does, extracts only an event's first 200
+// fields: the fields queries filter on come first and the record travels
+// as one field. With the record as an object, kind sat past field 190.
+func TestShippedIncidentsAreFoundByLogsInsights(t *testing.T) {
+	e := newEnv(t)
+	recs, _, err := store.ReadDir("../../report/testdata/recorded")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		if _, err := e.store.Append(r.Kind, r.Incident, time.Now().Add(-time.Minute), []byte(r.Data), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop, _ := e.start()
+	e.waitEvents(len(recs), 10*time.Second)
+	stop()
+	for _, ev := range e.fake.Events() {
+		var m map[string]any
+		json.Unmarshal([]byte(ev.Message), &m)
+		if n := countFields(m); n > 30 {
+			t.Errorf("an event of %d fields once flattened", n)
+		}
+	}
+	rows := e.fake.Query(t, `filter kind in ["onset", "snapshot", "end"] | stats count(*) as records, latest(cause) as cause by instance_id, incident`)
+	if len(rows) != 1 || rows[0]["incident"] == "" || rows[0]["cause"] == "" {
+		t.Fatalf("Logs Insights rows %v; want the recorded incident with its cause", rows)
+	}
+}
+
+func countFields(v any) int {
+	switch x := v.(type) {
+	case map[string]any:
+		n := 0
+		for _, y := range x {
+			n += countFields(y)
+		}
+		return n
+	case []any:
+		n := 0
+		for _, y := range x {
+			n += countFields(y)
+		}
+		return n
+	}
+	return 1
+}
+
+// One event the service refuses does not drop its batch: the batch is
+// halved until the event at fault is alone, and only it is left out. A
+// job name of 60,000 "<" (lifted into the event, six times longer once
+// HTML-escaped) made the whole batch of 4, an onset with it, fail.
+func TestOneBadEventDoesNotDropItsBatch(t *testing.T) {
+	e := newEnv(t)
+	e.fake.RejectEventsContaining("poison")
+	e.add(1, evidence.KindJobRun, map[string]any{"job": "before"})
+	e.add(1, evidence.KindJobRun, map[string]any{"job": "poison"})
+	e.add(1, evidence.KindOnset, map[string]any{"verdict": map[string]any{"cause": "job after"}})
+	e.add(1, evidence.KindJobRun, map[string]any{"job": strings.Repeat("<", 60000)})
+	stop, s := e.startEvery(time.Hour)
+	e.waitEvents(3, 10*time.Second)
+	stop()
+	got := e.seqs()
+	if got[1] != 1 || got[2] != 0 || got[3] != 1 || got[4] != 1 || s.Stats().Rejected != 1 {
+		t.Fatalf("delivered %v, rejected %d; want records 1, 3 and 4, and the poison left out", got, s.Stats().Rejected)
+	}
+	for _, ev := range e.fake.Events() {
+		if len(ev.Message) > 20000 {
+			t.Errorf("an event of %d bytes: the lifted job name is not bounded", len(ev.Message))
+		}
+	}
+}

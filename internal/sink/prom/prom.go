@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ec2diag/ec2diag/collectors"
@@ -77,8 +78,10 @@ func (s *Sink) serveOn(ln net.Listener) {
 	mux.HandleFunc("/metrics", s.serve)
 	// Bounded: 1,005 idle keep-alive connections once took every
 	// descriptor the agent had, and the recorder stopped for good.
-	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
-		WriteTimeout: 10 * time.Second, IdleTimeout: 30 * time.Second}
+	// Short: a scraper sends its request at once and needs no keep-alive
+	// between scrapes; whoever holds a slot without doing so loses it.
+	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 2 * time.Second, ReadTimeout: 5 * time.Second,
+		WriteTimeout: 10 * time.Second, IdleTimeout: 5 * time.Second}
 	go s.srv.Serve(&limitListener{Listener: ln, sem: make(chan struct{}, MaxConns), done: make(chan struct{})})
 }
 
@@ -205,13 +208,16 @@ func clean(s string) string {
 // MaxConns bounds the endpoint's open connections: a scraper needs one.
 const MaxConns = 16
 
-// limitListener accepts at most cap(sem) connections at a time; the rest
-// wait in the kernel's backlog (and time out there), not in our table.
+// limitListener holds at most cap(sem) connections at a time and closes
+// the excess as it accepts it: left in the kernel's backlog, 300 idle or
+// slow-header connections made /metrics time out for 30 s after they
+// stopped, since each waited there for its turn at a slot.
 type limitListener struct {
 	net.Listener
 	sem  chan struct{}
 	done chan struct{}
 	once sync.Once
+	shed atomic.Uint64
 }
 
 func (l *limitListener) Close() error {
@@ -220,17 +226,19 @@ func (l *limitListener) Close() error {
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
-	select {
-	case l.sem <- struct{}{}:
-	case <-l.done: // shut down while full: do not leak the serving goroutine
-		return nil, net.ErrClosed
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case l.sem <- struct{}{}:
+			return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
+		default:
+			c.Close() // over the cap: shed at once
+			l.shed.Add(1)
+		}
 	}
-	c, err := l.Listener.Accept()
-	if err != nil {
-		<-l.sem
-		return nil, err
-	}
-	return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
 }
 
 type limitConn struct {

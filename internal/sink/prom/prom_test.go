@@ -83,3 +83,39 @@ func TestIdleConnectionsAreCapped(t *testing.T) {
 	}
 	resp.Body.Close()
 }
+
+// 300 connections that never send a request do not keep a scraper out:
+// the excess is closed as it is accepted, and the slots they hold are
+// freed after the header timeout. In the kernel's backlog they used to
+// take their turns, and /metrics timed out for 30 s.
+func TestSlowConnectionsAreShedNotQueued(t *testing.T) {
+	s, err := Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := 0; i < 300; i++ {
+		c, err := net.Dial("tcp", s.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	cl := &http.Client{Timeout: 8 * time.Second}
+	var last error
+	for deadline := time.Now().Add(8 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		resp, err := cl.Get("http://" + s.Addr() + "/metrics")
+		if err == nil {
+			resp.Body.Close()
+			return
+		}
+		last = err
+	}
+	t.Fatalf("no scrape got through while 300 idle connections stayed open: %v", last)
+}

@@ -76,6 +76,17 @@ type Server struct {
 	queries     map[string]*query
 	srv         *http.Server
 	now         func() time.Time
+	reject      string
+}
+
+// RejectEventsContaining makes the server refuse, as InvalidParameterException,
+// every batch holding an event whose message contains s ("" stops): the
+// service has rules beyond its documented limits, and a client must not let
+// one event it cannot send hold up or drop the others.
+func (s *Server) RejectEventsContaining(sub string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reject = sub
 }
 
 // Start runs the stand-in on a loopback port (addr "" picks one).
@@ -320,6 +331,10 @@ func (s *Server) putLogEvents(w http.ResponseWriter, group, stream string, raw j
 		}
 		if len(*e.Message)+EventOverhead > MaxEventBytes {
 			fail(w, 400, "InvalidParameterException", fmt.Sprintf("log event %d is %d bytes: over the maximum", i, len(*e.Message)))
+			return
+		}
+		if s.reject != "" && strings.Contains(*e.Message, s.reject) {
+			fail(w, 400, "InvalidParameterException", fmt.Sprintf("log event %d is not valid", i))
 			return
 		}
 		if i > 0 && *e.Timestamp < *evs[i-1].Timestamp {

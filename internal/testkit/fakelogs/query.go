@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"testing"
 	"time"
 )
 
@@ -56,27 +57,55 @@ func (s *Server) startQuery(w http.ResponseWriter, in map[string]json.RawMessage
 		fail(w, 400, "MalformedQueryException", err.Error())
 		return
 	}
+	res, scanned := s.runQuery(plan, groups, start*1000, end*1000+999)
+	id := fmt.Sprintf("q-%d", len(s.queries)+1)
+	s.queries[id] = &query{status: "Complete", results: res, scanned: scanned}
+	ok200(w, map[string]any{"queryId": id})
+}
+
+// runQuery runs plan over the events of groups between from and to (ms).
+func (s *Server) runQuery(plan *plan, groups []string, from, to int64) ([][]map[string]string, int) {
 	var rows []map[string]string
 	scanned := 0
 	for _, e := range s.events {
-		if !contains(groups, e.Group) || e.Timestamp < start*1000 || e.Timestamp > end*1000+999 {
+		if !contains(groups, e.Group) || e.Timestamp < from || e.Timestamp > to {
 			continue
 		}
 		scanned++
 		row := map[string]string{"@timestamp": time.UnixMilli(e.Timestamp).UTC().Format("2006-01-02 15:04:05.000"),
 			"@logStream": e.Stream, "@message": e.Message, "@ptr": strconv.Itoa(len(rows))}
-		var m map[string]any
-		if json.Unmarshal([]byte(e.Message), &m) == nil {
-			flatten("", m, row)
-		}
+		flattenJSON(e.Message, row)
 		if plan.keep(row) {
 			rows = append(rows, row)
 		}
 	}
-	res := plan.run(rows)
-	id := fmt.Sprintf("q-%d", len(s.queries)+1)
-	s.queries[id] = &query{status: "Complete", results: res, scanned: scanned}
-	ok200(w, map[string]any{"queryId": id})
+	return plan.run(rows), scanned
+}
+
+// Query runs a Logs Insights query over every event stored, as a test's
+// shortcut to StartQuery and GetQueryResults: rows of field -> value.
+func (s *Server) Query(t testing.TB, q string) []map[string]string {
+	t.Helper()
+	p, err := parse(q)
+	if err != nil {
+		t.Fatalf("query %q: %v", q, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var groups []string
+	for g := range s.groups {
+		groups = append(groups, g)
+	}
+	res, _ := s.runQuery(p, groups, 0, 1<<62)
+	var out []map[string]string
+	for _, r := range res {
+		row := map[string]string{}
+		for _, f := range r {
+			row[f["field"]] = f["value"]
+		}
+		out = append(out, row)
+	}
+	return out
 }
 
 func (s *Server) getQueryResults(w http.ResponseWriter, id string) {
@@ -106,28 +135,67 @@ func contains(l []string, s string) bool {
 	return false
 }
 
-func flatten(prefix string, m map[string]any, out map[string]string) {
-	for k, v := range m {
-		key := k
-		if prefix != "" {
-			key = prefix + "." + k
-		}
-		switch x := v.(type) {
-		case map[string]any:
-			flatten(key, x, out)
-		case string:
-			out[key] = x
-		case nil:
-		case []any:
-			// As Logs Insights discovers arrays: one field per element.
-			for i, e := range x {
-				flatten(key, map[string]any{strconv.Itoa(i): e}, out)
-			}
-		default:
-			b, _ := json.Marshal(x)
-			out[key] = string(b)
-		}
+// MaxFields is how many fields Logs Insights extracts from a JSON event:
+// "CloudWatch Logs Insights extracts a maximum of 200 log event fields
+// from a JSON log" (AWS documentation, Supported logs and discovered
+// fields). The stand-in keeps the first 200 in the order the event holds
+// them, so a query that filters on a field an event holds beyond them
+// does not see it, as on AWS.
+const MaxFields = 200
+
+// flattenJSON adds msg's fields to row, flattened with dots (data.cause;
+// an array's elements as reasons.0, reasons.1), in document order, at
+// most MaxFields of them. A message that is not a JSON object has none.
+func flattenJSON(msg string, row map[string]string) {
+	dec := json.NewDecoder(strings.NewReader(msg))
+	dec.UseNumber()
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return
 	}
+	n := 0
+	var walk func(prefix string, inArray bool) bool
+	walk = func(prefix string, inArray bool) bool {
+		for i := 0; dec.More(); i++ {
+			key := strconv.Itoa(i)
+			if !inArray {
+				t, err := dec.Token()
+				if err != nil {
+					return false
+				}
+				key, _ = t.(string)
+			}
+			if prefix != "" {
+				key = prefix + "." + key
+			}
+			t, err := dec.Token()
+			if err != nil {
+				return false
+			}
+			switch x := t.(type) {
+			case json.Delim:
+				if !walk(key, x == '[') {
+					return false
+				}
+				dec.Token() // the closing delimiter
+			case nil:
+			default:
+				if n >= MaxFields {
+					continue
+				}
+				n++
+				switch v := x.(type) {
+				case string:
+					row[key] = v
+				case json.Number:
+					row[key] = v.String()
+				case bool:
+					row[key] = strconv.FormatBool(v)
+				}
+			}
+		}
+		return true
+	}
+	walk("", false)
 }
 
 type cond struct {
