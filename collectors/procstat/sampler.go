@@ -97,7 +97,7 @@ type Sampler struct {
 	// and runs the process table did not confirm; Evicted ended runs
 	// forgotten early to make room.
 	JobsRefused, Unverified, Evicted uint64
-	cur                     []*procState // this scan's processes, in out's order
+	cur                              []*procState // this scan's processes, in out's order
 	// orphans holds ticks of processes that vanished with their parent
 	// gone: the subreaper or init that reaped them will show them as
 	// cutime growth, which is not its own use.
