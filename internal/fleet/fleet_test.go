@@ -186,7 +186,7 @@ func TestQueryErrorsAreSaid(t *testing.T) {
 // The README's queries, for pasting into the console, are the ones the
 // commands run.
 func TestREADMEHasTheQueries(t *testing.T) {
-	readme, err := os.ReadFile("../../README.md")
+	readme, err := os.ReadFile("../../docs/cli.md")
 	if err != nil {
 		t.Fatal(err)
 	}
