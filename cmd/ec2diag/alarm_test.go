@@ -17,7 +17,7 @@ func runCLI(t *testing.T, env []string, args ...string) (string, int) {
 	t.Helper()
 	cmd := exec.Command(bin(t), args...)
 	dir := t.TempDir()
-	cmd.Env = append([]string{"AWS_EC2_METADATA_DISABLED=true", "HOME=" + dir, "PATH=/usr/bin:/bin",
+	cmd.Env = append([]string{"AWS_EC2_METADATA_DISABLED=true", "AWS_ENDPOINT_URL=http://127.0.0.1:1", "HOME=" + dir, "PATH=/usr/bin:/bin",
 		"AWS_ACCESS_KEY_ID=" + fakecw.AccessKey, "AWS_SECRET_ACCESS_KEY=" + fakecw.SecretKey,
 		"AWS_CONFIG_FILE=" + filepath.Join(dir, "none"), "AWS_SHARED_CREDENTIALS_FILE=" + filepath.Join(dir, "none")}, env...)
 	out, err := cmd.Output()

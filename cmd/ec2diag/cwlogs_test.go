@@ -72,15 +72,16 @@ func TestCloudWatchLogsOutageWithKillDeliversEachRecordOnce(t *testing.T) {
 				Kind, Job string
 				Seq       uint64
 				Instance  string `json:"instance_id"`
-				Data      struct{ Job string }
+				Data      string // the record, as JSON text
 			}
-			if err := json.Unmarshal([]byte(ev.Message), &m); err != nil {
-				t.Fatalf("event not JSON: %.200q", ev.Message)
+			var d struct{ Job string }
+			if err := json.Unmarshal([]byte(ev.Message), &m); err != nil || json.Unmarshal([]byte(m.Data), &d) != nil {
+				t.Fatalf("event not JSON, or its data not a record: %.200q", ev.Message)
 			}
 			if m.Kind != string(evidence.KindJobRun) {
 				continue // the agent's own records, if the machine spiked
 			}
-			if ev.Group != "/ec2diag" || ev.Stream != testkit.AEMMInstanceID || m.Instance != testkit.AEMMInstanceID || m.Job != m.Data.Job {
+			if ev.Group != "/ec2diag" || ev.Stream != testkit.AEMMInstanceID || m.Instance != testkit.AEMMInstanceID || m.Job != d.Job {
 				t.Fatalf("event %s/%s: %.300s", ev.Group, ev.Stream, ev.Message)
 			}
 			out[fmt.Sprintf("%s#%d", m.Job, m.Seq)]++

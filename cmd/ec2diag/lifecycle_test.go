@@ -59,7 +59,10 @@ func startAgent(t *testing.T, binary string, env []string, args ...string) *chil
 func startAgentWith(t *testing.T, binary string, env []string, adjust func(*exec.Cmd), args ...string) *child {
 	t.Helper()
 	cmd := exec.Command(binary, append([]string{"run"}, args...)...)
-	cmd.Env = append([]string{"AWS_EC2_METADATA_DISABLED=true", "PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, env...)
+	// Every AWS API a test does not point at a stand-in goes to a closed
+	// loopback port (the SDK's AWS_ENDPOINT_URL), never to AWS: the daemon's
+	// instance checks called the real EC2 endpoint.
+	cmd.Env = append([]string{"AWS_EC2_METADATA_DISABLED=true", "AWS_ENDPOINT_URL=http://127.0.0.1:1", "PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, env...)
 	if v := os.Getenv("GORACE"); v != "" { // see testkit.Build
 		cmd.Env = append(cmd.Env, "GORACE="+v)
 	}
