@@ -377,15 +377,23 @@ func (s *Daemon) recorderOptions(cfg config.Config) flightrec.Options {
 		Root: s.d.Root, Clock: s.d.Clock, Self: s.d.Self, Evidence: s.keeper, Log: s.d.Log.Named("recorder"),
 		Interval: cfg.Host.Interval.D(), CalmProcessInterval: cfg.Host.CalmProcessInterval.D(), FastInterval: sp.FastInterval.D(), SnapshotEvery: sp.SnapshotEvery.D(),
 		JobWindow: sp.JobWindow.D(), TopN: sp.TopProcesses, BootGrace: sp.BootGrace.D(),
-		CronParents: cfg.Jobs.CronParents,
+		CronParents: cfg.Jobs.CronParents, StalledAfter: sp.StalledAfter.D(), InstanceType: instanceType(s.d.Identity),
 		// PSI triggers exist only on the real procfs.
 		NoPSITriggers: s.d.Root.Proc != hostfs.Default().Proc,
 		Thresholds: correlate.Thresholds{CPUHigh: sp.CPUHigh, CPULow: sp.CPULow, EnterSamples: sp.EnterSamples,
 			ExitSamples: sp.ExitSamples, MemAvailLow: sp.MemAvailableLow, MemAvailHigh: sp.MemAvailableHigh, PSIMemFull: sp.PSIMemoryFull,
+			IOStallFor: sp.IOStallAfter.D(), PSIIOFull: sp.PSIIOFull, CPUStealHigh: sp.CPUStealHigh,
 			// Samples taken early (a job started, a PSI trigger fired)
 			// must not make a sustained spike out of a short burst.
 			CPUFor: time.Duration(sp.EnterSamples-1) * cfg.Host.Interval.D() * 9 / 10},
 	}
+}
+
+func instanceType(id *imds.Identity) string {
+	if id == nil {
+		return ""
+	}
+	return id.InstanceType
 }
 
 func nameRules(cfg config.Config) []jobs.NameRule {

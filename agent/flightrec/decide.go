@@ -1,10 +1,12 @@
 package flightrec
 
 import (
+	"strings"
 	"time"
 
 	"github.com/ec2diag/ec2diag/collectors/procstat"
 	"github.com/ec2diag/ec2diag/internal/correlate"
+	"github.com/ec2diag/ec2diag/internal/evidence"
 	"github.com/ec2diag/ec2diag/internal/procinfo"
 )
 
@@ -18,8 +20,16 @@ func (r *Recorder) decide(onset time.Time) correlate.Verdict {
 	// tick of the window before onset that lists it: the base its growth
 	// is measured from.
 	base := map[procstat.Key]int64{}
-	var since time.Time
+	dstate := map[procstat.Key]float64{} // seconds seen in D state
+	jobD := map[string]float64{}
+	var since, prev time.Time
+	var disk *procstat.DiskState
 	for _, t := range r.ring {
+		dt := 0.0
+		if !prev.IsZero() {
+			dt = t.t.Sub(prev).Seconds()
+		}
+		prev = t.t
 		if t.t.Before(onset.Add(-r.o.JobWindow)) {
 			continue
 		}
@@ -38,8 +48,17 @@ func (r *Recorder) decide(onset time.Time) correlate.Verdict {
 		for id, c := range t.jobs {
 			jobCPU[id] += c
 		}
+		if t.disk != nil && (disk == nil || t.disk.Stalled >= disk.Stalled) {
+			disk = t.disk
+		}
 		for _, p := range t.top {
 			k := procstat.Key{PID: p.PID, Start: p.Start}
+			if p.State == 'D' && t.top != nil {
+				dstate[k] += dt
+				if p.Job != "" {
+					jobD[p.Job] += dt
+				}
+			}
 			pu, ok := procs[k]
 			if !ok {
 				pu = &correlate.ProcUse{PID: p.PID, Comm: p.Comm}
@@ -66,6 +85,7 @@ func (r *Recorder) decide(onset time.Time) correlate.Verdict {
 	var pl []correlate.ProcUse
 	for k, p := range procs {
 		p.RSSGrowth = max(0, p.RSSBytes-base[k])
+		p.DStateSec = dstate[k]
 		r.describe(k, p)
 		if p.Job == "" && !p.Agent {
 			// Remembered for the incident: an OOM-killed hog is gone by
@@ -85,15 +105,38 @@ func (r *Recorder) decide(onset time.Time) correlate.Verdict {
 			// running: the stock debian-sa1 line on systemd hosts exits in
 			// a millisecond, and must not read as "running at onset".
 			Active: j.Procs != 0 && (j.Ended.IsZero() || j.Ended.After(onset)), CPUSec: jobCPU[j.ID], TotalCPU: j.CPUSec, PeakRSS: j.Peak,
-			Unverified: j.Unverified})
+			Unverified: j.Unverified, DStateSec: jobD[j.ID]})
 	}
-	return correlate.Decide(onset, r.o.JobWindow, runs, pl, total, memTotal, correlate.AnyMemory(r.det.Reasons), r.o.TopN)
+	in := correlate.In{Onset: onset, Window: r.o.JobWindow, Runs: runs, Procs: pl, Total: total, MemTotal: memTotal,
+		Rank: correlate.RankFor(r.det.Reasons), TopN: r.o.TopN, BusyCPU: correlate.Has(r.det.Reasons, correlate.ReasonCPU)}
+	if in.Rank == correlate.RankIO && disk != nil {
+		in.Disk = &correlate.Disk{Device: disk.Device, Volume: disk.Volume, InFlight: disk.InFlight, StalledSeconds: evidence.Round2(disk.Stalled.Seconds()),
+			BusyPct: evidence.Round2(disk.BusyPct), CompletedPerS: evidence.Round2(disk.CompletedPerS), LatencyMs: evidence.Round2(disk.LatencyMs)}
+	}
+	if correlate.Has(r.det.Reasons, correlate.ReasonCPUSteal) {
+		last := r.ring[len(r.ring)-1].h
+		in.Steal = &correlate.Steal{Pct: evidence.Round2(last.CPUSteal), InstanceType: r.o.InstanceType, Burstable: Burstable(r.o.InstanceType)}
+	}
+	return correlate.DecideIn(in)
+}
+
+// Burstable reports whether an instance type earns and spends CPU
+// credits (t2, t3, t3a, t4g): out of credits, it runs at its baseline and
+// the guest sees the rest as steal.
+func Burstable(instanceType string) bool {
+	fam, _, _ := strings.Cut(instanceType, ".")
+	switch fam {
+	case "t1", "t2", "t3", "t3a", "t4g":
+		return true
+	}
+	return false
 }
 
 // procInfo is what an incident keeps of one process it names.
 type procInfo struct {
 	info    procinfo.Info
 	parents []string
+	wchan   string
 }
 
 // describe fills in what p is: read once per process and kept for the
@@ -127,6 +170,11 @@ func (r *Recorder) describe(k procstat.Key, p *correlate.ProcUse) {
 		}
 	}
 	p.Started = r.sampler.StartTime(k.Start).UTC()
+	if p.DStateSec > 0 && pi.wchan == "" {
+		pi.wchan = procstat.Wchan(r.o.Root.Proc, k.PID)
+		r.inc.infos[k] = pi
+	}
+	p.Wchan = pi.wchan
 }
 
 func (r *Recorder) jobName(id string) string {

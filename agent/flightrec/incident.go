@@ -151,7 +151,9 @@ func (r *Recorder) addTimeline(d *evidence.Incident) {
 			continue
 		}
 		s := evidence.Sample{Time: t.t.UTC(), CPUBusy: evidence.Round2(t.h.CPUBusy), SwapUsed: evidence.Round2(t.h.SwapUsedPct),
-			PSIMemSome: evidence.Round2(t.h.PSIMemSome), PSIMemFull: evidence.Round2(t.h.PSIMemFull), PSICPUSome: evidence.Round2(t.h.PSICPUSome)}
+			PSIMemSome: evidence.Round2(t.h.PSIMemSome), PSIMemFull: evidence.Round2(t.h.PSIMemFull), PSICPUSome: evidence.Round2(t.h.PSICPUSome),
+			PSIIOSome: evidence.Round2(t.h.PSIIOSome), PSIIOFull: evidence.Round2(t.h.PSIIOFull), CPUSteal: evidence.Round2(t.h.CPUSteal),
+			IOStalled: evidence.Round2(t.h.IOStalled.Seconds())}
 		if t.h.MemKnown {
 			m := evidence.Round2(t.h.MemAvailPct)
 			s.MemAvail = &m

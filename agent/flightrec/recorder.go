@@ -57,6 +57,13 @@ type Options struct {
 	// NoPSITriggers: do not register PSI triggers (fixture trees, where
 	// the pressure files are plain files).
 	NoPSITriggers bool
+	// InstanceType (from IMDS) says, for a spike of withheld CPU, whether
+	// the instance is burstable.
+	InstanceType string
+	// StalledAfter: the host counts as stalled (the Stalled figure the
+	// liveness alarm watches) once a spike of memory, I/O or withheld
+	// CPU has lasted this long; 0: never.
+	StalledAfter time.Duration
 }
 
 // bootSettle is how long after systemd's "Startup finished" the boot still
@@ -85,6 +92,7 @@ type Recorder struct {
 	clk     clock.Clock
 	host    host.Collector
 	sampler *procstat.Sampler
+	disks   procstat.Disks
 	in      *inbox
 	psiBuf  []byte
 	vmBuf   []byte
@@ -117,13 +125,14 @@ type tick struct {
 	total float64
 	jobs  map[string]float64
 	top   []procstat.ProcUse
+	disk  *procstat.DiskState // the most stalled (or busiest) disk
 }
 
 // New builds the recorder; nothing runs until Run.
 func New(o Options) *Recorder {
 	o = o.withDefaults()
 	r := &Recorder{o: o, clk: o.Clock, host: host.Collector{ProcRoot: o.Root.Proc, Clock: o.Clock}, sampler: procstat.NewSampler(o.Root, o.Clock),
-		in: newInbox(), psiBuf: make([]byte, 512)}
+		disks: procstat.Disks{Proc: o.Root.Proc, Sys: o.Root.Sys}, in: newInbox(), psiBuf: make([]byte, 512)}
 	r.det.T = o.Thresholds
 	if len(o.CronParents) > 0 {
 		r.sampler.TrustedParents = o.CronParents
@@ -150,7 +159,7 @@ func (r *Recorder) applyUpdate() {
 		return
 	}
 	o := *n
-	o.Root, o.Clock, o.Self, o.Log = r.o.Root, r.o.Clock, r.o.Self, r.o.Log
+	o.Root, o.Clock, o.Self, o.Log, o.InstanceType = r.o.Root, r.o.Clock, r.o.Self, r.o.Log, r.o.InstanceType
 	if o.Evidence == nil {
 		o.Evidence = r.o.Evidence
 	}

@@ -700,3 +700,114 @@ func TestSSHLoginNeedsARealSSHD(t *testing.T) {
 		t.Errorf("%d login lines refused, want 2", g.r.Stats().LoginsRefused)
 	}
 }
+
+// A disk that stops completing is a spike of its own, though the CPU is
+// idle and memory free (what an EBS volume out of burst credits, or
+// stalled, looks like from inside): the verdict names the disk with its
+// volume id, and blames the job whose process waits on it, by its time
+// in D state, with where it waits.
+func TestStalledDiskIsASpikeBlamedOnTheWaiter(t *testing.T) {
+	g := newRig(t, time.Hour, 224)
+	o := g.r.o
+	o.Thresholds.IOStallFor = 10 * time.Second
+	g.r.Update(o)
+	g.h.Disks["nvme1n1"] = &hostfstest.Disk{Serial: "vol0abcdef0123456789", Rate: 50}
+	g.add(650, 1, "cron", "/system.slice/cron.service", 0, 1)
+	g.add(300, 1, "postgres", "/system.slice/postgresql.service", 30, 200)
+	g.step(5)
+	g.addJob(700, 650, "sh", 0)
+	dd := g.h.Add(&hostfstest.Proc{PID: 701, PPID: 700, SID: 700, Comm: "dd", Cgroup: "/system.slice/cron.service", PerStep: 2,
+		Cmdline: []string{"dd", "if=/dev/zero", "of=/data/x", "oflag=direct"}, StartTicks: g.h.StartedAt(g.clk.Now())})
+	g.job("backup.sh", 700)
+	g.step(5)
+	// The volume stalls: requests stay in flight, none completes; dd waits.
+	dk := g.h.Disks["nvme1n1"]
+	dk.Busy, dk.InFlight, dk.Rate = true, 2, 0
+	dd.State, dd.PerStep = 'D', 0
+	g.h.PSI.IOSome, g.h.PSI.IOFull = 95, 40
+	for i := 0; i < 4; i++ {
+		g.step(5)
+	}
+	ons := g.ev.of(evidence.KindOnset)
+	if len(ons) != 1 {
+		t.Fatalf("%d onsets for a stalled disk; want 1", len(ons))
+	}
+	d := ons[0].d
+	if !correlate.Has(correlate.ReasonKindsOf(d.ReasonKinds), correlate.ReasonIOStall) {
+		t.Errorf("reasons %v: no disk stall", d.Reasons)
+	}
+	v := g.r.Verdict()
+	if v.Cause != "job backup.sh" || v.Disk == nil || v.Disk.Volume != "vol-0abcdef0123456789" || v.Disk.InFlight != 2 {
+		t.Errorf("cause %q, disk %+v", v.Cause, v.Disk)
+	}
+	if len(v.Top) == 0 || v.Top[0].PID != 701 || v.Top[0].DStateSec < 5 {
+		t.Errorf("top processes %+v; want dd first, waiting", v.Top)
+	}
+	if !strings.Contains(v.Summary, "disk nvme1n1 (vol-0abcdef0123456789)") || !strings.Contains(v.Summary, "waited") {
+		t.Errorf("summary %q", v.Summary)
+	}
+	if s := ons[0].d.Samples; len(s) == 0 || s[len(s)-1].IOStalled < 10 || s[len(s)-1].PSIIOSome != 95 {
+		t.Errorf("the timeline lacks the stall: %+v", s[len(s)-1])
+	}
+}
+
+// CPU withheld by the hypervisor is a spike though the guest's own busy
+// share is low: the cause is the hypervisor, and on a burstable instance
+// the summary asks whether its CPU credits ran out.
+func TestWithheldCPUIsTheHypervisors(t *testing.T) {
+	for _, c := range []struct {
+		typ, want string
+	}{{"t3.micro", "t3.micro is burstable: CPU credits exhausted?"}, {"m5.large", "m5.large is not burstable"}} {
+		g := newRig(t, time.Hour, 224)
+		o := g.r.o
+		o.Thresholds.CPUStealHigh, o.InstanceType = 30, c.typ
+		g.r.Update(o)
+		g.r.o.InstanceType = c.typ // set at New in the daemon
+		g.add(300, 1, "nginx", "/system.slice/nginx.service", 100, 50)
+		g.step(10)
+		g.h.StealPct = 70
+		for i := 0; i < 3; i++ {
+			g.step(20)
+		}
+		v := g.r.Verdict()
+		if v.Cause != "CPU withheld by the hypervisor (steal 70%)" || v.Steal == nil || !strings.Contains(v.Summary, c.want) {
+			t.Errorf("%s: cause %q, summary %q", c.typ, v.Cause, v.Summary)
+		}
+	}
+}
+
+// The Stalled figure, which the liveness alarm watches, is 0 while calm
+// and on a busy CPU alone, and 1 once a disk stall has lasted
+// StalledAfter.
+func TestStalledFigure(t *testing.T) {
+	g := newRig(t, time.Hour, 224)
+	o := g.r.o
+	o.Thresholds.IOStallFor, o.StalledAfter = 10*time.Second, 30*time.Second
+	g.r.Update(o)
+	g.h.Disks["vda"] = &hostfstest.Disk{Rate: 10}
+	g.add(300, 1, "yes", "/system.slice/x.service", 1000, 1)
+	last := func() float64 {
+		for i := len(g.e.recs) - 1; i >= 0; i-- {
+			if r := g.e.recs[i]; r.Type == collectors.TypeHost {
+				return r.Metrics["stalled"]
+			}
+		}
+		t.Fatal("no host sample")
+		return -1
+	}
+	for i := 0; i < 10; i++ {
+		g.step(100) // a busy CPU for 50 s: a spike, not a stall
+	}
+	if last() != 0 {
+		t.Fatal("a busy CPU made the host stalled")
+	}
+	g.h.Disks["vda"].Busy, g.h.Disks["vda"].InFlight, g.h.Disks["vda"].Rate = true, 1, 0
+	var got []float64
+	for i := 0; i < 10; i++ {
+		g.step(10)
+		got = append(got, last())
+	}
+	if got[0] != 0 || got[len(got)-1] != 1 {
+		t.Errorf("Stalled over a disk stall: %v; want 0 first, 1 after 30 s", got)
+	}
+}

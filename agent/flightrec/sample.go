@@ -37,13 +37,23 @@ func (r *Recorder) sample(ctx context.Context, e collectors.Emitter, woken bool)
 		hs.Metrics["psi_memory_some_avg10"] = psi.MemSome
 		hs.Metrics["psi_memory_full_avg10"] = psi.MemFull
 		hs.Metrics["psi_io_full_avg10"] = psi.IOFull
+		hs.Metrics["psi_io_some_avg10"] = psi.IOSome
 	}
+	disk := worstDisk(r.disks.Observe(now))
 	_, memKnown := hs.Metrics["mem_available_pct"]
-	h := correlate.Host{Time: now, CPUBusy: hs.Metrics["cpu_busy_pct"], CPUSteal: hs.Metrics["cpu_steal_pct"],
+	// The guest's own use: CPUBusy (the metric) counts steal too, which is
+	// the hypervisor's, not a process's.
+	h := correlate.Host{Time: now, CPUBusy: max(0, hs.Metrics["cpu_busy_pct"]-hs.Metrics["cpu_steal_pct"]), CPUSteal: hs.Metrics["cpu_steal_pct"],
 		MemAvailPct: hs.Metrics["mem_available_pct"], MemKnown: memKnown, PSIMemFull: psi.MemFull, PSIMemSome: psi.MemSome, PSICPUSome: psi.CPUSome,
-		SwapUsedPct: hs.Metrics["swap_used_pct"],
-		Booting:     r.booting(now)}
-	t := tick{t: now, h: h, jobs: map[string]float64{}}
+		SwapUsedPct: hs.Metrics["swap_used_pct"], PSIIOSome: psi.IOSome, PSIIOFull: psi.IOFull,
+		Booting: r.booting(now)}
+	if disk != nil {
+		h.IOStalled, h.IODevice = disk.Stalled, disk.Device
+		if disk.Stalled > 0 {
+			hs.Metrics["io_stalled_seconds"] = disk.Stalled.Seconds()
+		}
+	}
+	t := tick{t: now, h: h, jobs: map[string]float64{}, disk: disk}
 	if r.needScan(h, now, woken) {
 		before := map[*procstat.JobRun]float64{}
 		for _, j := range r.sampler.Jobs() {
@@ -62,24 +72,61 @@ func (r *Recorder) sample(ctx context.Context, e collectors.Emitter, woken bool)
 	if len(r.ring) > r.o.RingSize {
 		r.ring = r.ring[len(r.ring)-r.o.RingSize:]
 	}
-	if _, ok := hs.Metrics["cpu_busy_pct"]; ok {
-		if err := e.Emit(ctx, hs); err != nil {
-			return err
-		}
-	}
 	if err := r.summaries(ctx, e, now); err != nil {
 		return err
 	}
 	switch r.det.Observe(t.h) {
 	case correlate.Onset:
-		return r.onset(ctx, e, now)
+		err = r.onset(ctx, e, now)
 	case correlate.End:
-		return r.end(ctx, e, now)
+		err = r.end(ctx, e, now)
+	default:
+		if r.inc != nil && r.inc.snapshotDue(r, now) {
+			err = r.record(ctx, e, now, evidence.KindSnapshot)
+		}
 	}
-	if r.inc != nil && r.inc.snapshotDue(r, now) {
-		return r.record(ctx, e, now, evidence.KindSnapshot)
+	if err != nil {
+		return err
+	}
+	// Every sample says whether the host is stalled: the liveness alarm
+	// reboots on 1, and on the figure missing (the agent cannot publish).
+	hs.Metrics["stalled"] = 0
+	if r.stalled(now, h) {
+		hs.Metrics["stalled"] = 1
+	}
+	if _, ok := hs.Metrics["cpu_busy_pct"]; ok {
+		return e.Emit(ctx, hs)
 	}
 	return nil
+}
+
+// stalled reports whether the host has been stalled for StalledAfter: a
+// spike of memory, I/O or withheld CPU, or CPU so busy that tasks wait
+// for it half the time (PSI cpu some): not a busy batch job alone.
+func (r *Recorder) stalled(now time.Time, h correlate.Host) bool {
+	active, onset := r.det.Active()
+	if !active || r.o.StalledAfter <= 0 || now.Sub(onset) < r.o.StalledAfter {
+		return false
+	}
+	for _, x := range r.det.Reasons {
+		if x.Kind != correlate.ReasonCPU {
+			return true
+		}
+	}
+	return h.PSICPUSome >= 50
+}
+
+// worstDisk is the device an I/O spike is about: the longest stalled,
+// else the busiest (nil: no disk read).
+func worstDisk(ds []procstat.DiskState) *procstat.DiskState {
+	var w *procstat.DiskState
+	for i := range ds {
+		d := &ds[i]
+		if w == nil || d.Stalled > w.Stalled || d.Stalled == w.Stalled && d.BusyPct > w.BusyPct {
+			w = d
+		}
+	}
+	return w
 }
 
 // applyInbox takes in what the log said since the last sample.

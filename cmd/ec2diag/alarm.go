@@ -7,13 +7,14 @@ import (
 	"time"
 
 	"github.com/ec2diag/ec2diag/internal/alarm"
+	"github.com/ec2diag/ec2diag/internal/config"
 	cwsink "github.com/ec2diag/ec2diag/internal/sink/cloudwatch"
 	"github.com/spf13/cobra"
 )
 
 type alarmFlags struct {
 	instanceID, region, snsTopic, format string
-	recover, dryRun                      bool
+	recover, dryRun, noLiveness          bool
 }
 
 func newAlarmCmd(g *globalFlags) *cobra.Command {
@@ -34,6 +35,16 @@ action arn:aws:automate:REGION:ec2:reboot, actions enabled.
 StatusCheckFailed_Instance (3 x 60 s) and recover on StatusCheckFailed_System
 (2 x 60 s); a reboot cannot fix a host failure, a recovery can.
 
+With it comes the liveness alarm, ec2diag-stalled-INSTANCE: the agent's own
+Stalled figure (its namespace and dimensions, at cloudwatch.period), Maximum,
+threshold 1, missing data breaching, reboot when 3 of 5 periods breach. It reboots
+an instance whose user space is livelocked while its kernel still answers EC2's
+status check (which the alarm above then never sees), and one whose agent cannot
+publish at all. The agent disables the alarm's actions when it is stopped on
+purpose (shutdown, upgrade, systemctl stop, removal) and enables them when it
+starts: only a hung or dead agent lets the figure go missing for 3 minutes.
+--no-liveness leaves it out.
+
 Running it twice changes nothing: an alarm that already matches is not written.
 --dry-run prints the PutMetricAlarm request(s) as JSON (API field names) and the
 equivalent Terraform, and calls nothing; with --instance-id and --region it works
@@ -41,7 +52,9 @@ off EC2. --format json prints {"requests": [...], "terraform": "..."} (dry run) 
 {"results": [{"alarm_name", "action"}]}.
 
 Needs cloudwatch:PutMetricAlarm and cloudwatch:DescribeAlarms, and the first time in
-an account iam:CreateServiceLinkedRole (for AWSServiceRoleForCloudWatchEvents).`,
+an account iam:CreateServiceLinkedRole (for AWSServiceRoleForCloudWatchEvents); the
+agent needs cloudwatch:EnableAlarmActions and cloudwatch:DisableAlarmActions on
+the liveness alarm.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return alarmRun(cmd, g, f, false) },
 	}
@@ -56,6 +69,7 @@ an account iam:CreateServiceLinkedRole (for AWSServiceRoleForCloudWatchEvents).`
 		sc.Flags().StringVar(&f.region, "region", "", "its region (default: cloudwatch.region, then IMDS)")
 		sc.Flags().BoolVar(&f.recover, "recover", false, "reboot on instance check failure and recover on system check failure")
 		sc.Flags().StringVar(&f.snsTopic, "sns-topic", "", "also notify this SNS topic ARN")
+		sc.Flags().BoolVar(&f.noLiveness, "no-liveness", false, "leave out the liveness alarm (reboot when the agent says the host is stalled, or cannot say)")
 		sc.Flags().StringVar(&f.format, "format", "text", "output: text or json")
 	}
 	install.Flags().BoolVar(&f.dryRun, "dry-run", false, "print the request(s) and the Terraform; change nothing")
@@ -74,7 +88,11 @@ func alarmRun(cmd *cobra.Command, g *globalFlags, f *alarmFlags, status bool) er
 	if err != nil {
 		return err
 	}
-	reqs, err := alarm.Build(alarm.Options{InstanceID: t.InstanceID, Region: t.Region, Recover: f.recover, SNSTopic: f.snsTopic})
+	ao := alarm.Options{InstanceID: t.InstanceID, Region: t.Region, Recover: f.recover, SNSTopic: f.snsTopic}
+	if !f.noLiveness {
+		ao.Stalled = livenessAlarm(cmd, cfg, t)
+	}
+	reqs, err := alarm.Build(ao)
 	if err != nil {
 		return &exitError{code: exitUsage, err: err}
 	}
@@ -129,4 +147,25 @@ func alarmRun(cmd *cobra.Command, g *globalFlags, f *alarmFlags, status bool) er
 		fmt.Fprintf(out, "%s: %s\n", r.AlarmName, r.Action)
 	}
 	return failed(err)
+}
+
+// livenessAlarm is the liveness alarm as the agent publishes its figure:
+// the namespace, InstanceId and the configured extra dimensions (their
+// values from IMDS; one that cannot be known here is said and left out,
+// as the agent leaves it out), at the agent's period.
+func livenessAlarm(cmd *cobra.Command, cfg config.Config, t awsTarget) *alarm.Liveness {
+	l := alarm.DefaultLiveness(cfg.CloudWatch.Namespace)
+	l.Period = int32(max(60, cfg.CloudWatch.Period.D().Seconds()))
+	for _, d := range cfg.CloudWatch.Dimensions {
+		v := ""
+		if id := t.Identity; id != nil {
+			v = map[string]string{"InstanceType": id.InstanceType, "ImageId": id.ImageID, "AutoScalingGroupName": id.AutoScalingGroup}[d]
+		}
+		if v == "" {
+			fmt.Fprintf(cmd.ErrOrStderr(), "ec2diag: the liveness alarm leaves out dimension %s: its value is not known here (run on the instance)\n", d)
+			continue
+		}
+		l.Dimensions = append(l.Dimensions, alarm.Dimension{Name: d, Value: v})
+	}
+	return l
 }

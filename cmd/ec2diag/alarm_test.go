@@ -57,8 +57,23 @@ func TestAlarmInstallIsTheTerraformAlarmAndIdempotent(t *testing.T) {
 			t.Errorf("%s = %#v, want %#v", k, got, v)
 		}
 	}
+	// The liveness alarm beside it: the agent's Stalled figure, missing
+	// data breaching, 3 of 5 one-minute periods.
+	l := fake.Alarms()["ec2diag-stalled-i-0123456789abcdef0"]
+	wantLive := map[string]any{
+		"Namespace": "EC2Diag", "MetricName": "Stalled", "Statistic": "Maximum",
+		"Period": uint64(60), "EvaluationPeriods": uint64(5), "DatapointsToAlarm": uint64(3), "Threshold": 1.0,
+		"ComparisonOperator": "GreaterThanOrEqualToThreshold", "TreatMissingData": "breaching",
+		"AlarmActions": []any{"arn:aws:automate:eu-west-1:ec2:reboot"}, "ActionsEnabled": true,
+		"Dimensions": []any{map[any]any{"Name": "InstanceId", "Value": "i-0123456789abcdef0"}},
+	}
+	for k, v := range wantLive {
+		if got := l[k]; !reflect.DeepEqual(norm(got), norm(v)) {
+			t.Errorf("liveness alarm: %s = %#v, want %#v", k, got, v)
+		}
+	}
 	out, code = runCLI(t, env, args...)
-	if code != 0 || !strings.Contains(out, ": unchanged") || fake.AlarmPuts() != 1 {
+	if code != 0 || strings.Count(out, ": unchanged") != 2 || fake.AlarmPuts() != 2 {
 		t.Fatalf("second install: exit %d, %d puts\n%s", code, fake.AlarmPuts(), out)
 	}
 
@@ -69,12 +84,12 @@ func TestAlarmInstallIsTheTerraformAlarmAndIdempotent(t *testing.T) {
 			Matches bool   `json:"matches_config"`
 		} `json:"alarms"`
 	}
-	if err := json.Unmarshal([]byte(st), &s); err != nil || code != 0 || len(s.Alarms) != 1 || s.Alarms[0].State != "INSUFFICIENT_DATA" || !s.Alarms[0].Matches {
+	if err := json.Unmarshal([]byte(st), &s); err != nil || code != 0 || len(s.Alarms) != 2 || s.Alarms[0].State != "INSUFFICIENT_DATA" || !s.Alarms[0].Matches || !s.Alarms[1].Matches {
 		t.Fatalf("status: exit %d, %v\n%s", code, err, st)
 	}
 	fake.SetAlarmState("ec2diag-reboot-i-0123456789abcdef0", "ALARM")
 	st, _ = runCLI(t, env, "alarm", "status", "--instance-id", "i-0123456789abcdef0", "--region", "eu-west-1")
-	if !strings.Contains(st, "ALARM") || strings.Contains(st, "INSUFFICIENT") {
+	if !strings.Contains(st, "ec2diag-reboot-i-0123456789abcdef0       ALARM") {
 		t.Errorf("status after the alarm fired:\n%s", st)
 	}
 
@@ -122,7 +137,7 @@ func TestAlarmDryRunOffEC2(t *testing.T) {
 		Requests  []map[string]any `json:"requests"`
 		Terraform string           `json:"terraform"`
 	}
-	if err := json.Unmarshal([]byte(out), &d); err != nil || code != 0 || len(d.Requests) != 1 {
+	if err := json.Unmarshal([]byte(out), &d); err != nil || code != 0 || len(d.Requests) != 2 {
 		t.Fatalf("exit %d, %v:\n%s", code, err, out)
 	}
 	for _, k := range []string{"AlarmName", "Namespace", "MetricName", "Dimensions", "Statistic", "Period", "EvaluationPeriods", "Threshold",

@@ -223,3 +223,55 @@ func TestDaemonReportsSpotNoticeAndChecks(t *testing.T) {
 		t.Errorf("check failures not in the log:\n%s", log)
 	}
 }
+
+// The liveness alarm reboots when the Stalled figure goes missing: the
+// agent enables its actions when it starts and disables them when it is
+// stopped on purpose, so a shutdown, an upgrade or a removal never
+// reboots the instance; a kill (or a hang) leaves them on. The figure is
+// published every period, 0 on a calm host.
+func TestLivenessAlarmFollowsTheAgent(t *testing.T) {
+	e := newCWEnv(t)
+	a := e.start()
+	deadline := time.Now().Add(15 * time.Second)
+	for len(e.fake.ActionCalls()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	stalled := func() []float64 {
+		var v []float64
+		for _, d := range e.fake.Datums() {
+			switch {
+			case d.Name != "Stalled":
+			case d.Stats != nil && d.Stats.Maximum != nil:
+				v = append(v, *d.Stats.Maximum)
+			case d.Value != nil:
+				v = append(v, *d.Value)
+			}
+		}
+		return v
+	}
+	for len(stalled()) < 2 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	a.cmd.Process.Signal(syscall.SIGTERM)
+	if err := a.wait(t, 15*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	calls := e.fake.ActionCalls()
+	name := "ec2diag-stalled-" + testkit.AEMMInstanceID
+	if len(calls) != 2 || calls[0] != (fakecw.ActionCall{Name: name, Enabled: true}) || calls[1] != (fakecw.ActionCall{Name: name, Enabled: false}) {
+		t.Fatalf("alarm action calls %+v; want enable at start, disable at stop", calls)
+	}
+	if v := stalled(); len(v) < 2 || v[0] != 0 {
+		t.Errorf("Stalled datums %v; want 0s, one a period", v)
+	}
+	// Killed (what a hang or a crash looks like): nothing is disabled.
+	b := e.start()
+	for len(e.fake.ActionCalls()) < 3 && time.Now().Before(deadline.Add(15*time.Second)) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	b.cmd.Process.Signal(syscall.SIGKILL)
+	b.wait(t, 5*time.Second)
+	if calls := e.fake.ActionCalls(); len(calls) != 3 || !calls[2].Enabled {
+		t.Errorf("after a kill: calls %+v; want the actions left enabled", calls)
+	}
+}

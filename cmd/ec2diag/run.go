@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ec2diag/ec2diag/agent"
+	"github.com/ec2diag/ec2diag/internal/alarm"
 	"github.com/ec2diag/ec2diag/internal/checks"
 	"github.com/ec2diag/ec2diag/internal/clock"
 	"github.com/ec2diag/ec2diag/internal/config"
@@ -119,11 +120,44 @@ func runAgent(ctx context.Context, g *globalFlags, print bool) error {
 			}
 		},
 	}
+	if id != nil && cfg.CloudWatch.Enabled != "false" {
+		// The liveness alarm reboots when the Stalled figure goes missing:
+		// on while the agent runs, off when it is stopped on purpose.
+		go livenessActions(ctx, cfg, *id, true, log)
+	}
 	if err := a.Run(ctx, sys, hup); err != nil {
 		log.Error("agent failed", zap.Error(err))
 		return &exitError{code: exitFailure, err: err}
 	}
+	if id != nil && cfg.CloudWatch.Enabled != "false" {
+		livenessActions(context.WithoutCancel(ctx), cfg, *id, false, log)
+	}
 	return nil
+}
+
+// livenessActions enables or disables the actions of this instance's
+// liveness alarm (ec2diag alarm install), within a few seconds. An alarm
+// that was not installed is passed over by CloudWatch; a refusal is said
+// once, with the permission it needs.
+func livenessActions(ctx context.Context, cfg config.Config, id imds.Identity, enabled bool, log *zap.Logger) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	region := cfg.CloudWatch.Region
+	if region == "" {
+		region = id.Region
+	}
+	awsCfg, err := cwsink.AWSConfig(ctx, cwsink.ClientOptions{Region: region, Endpoint: cfg.CloudWatch.Endpoint, IMDSEndpoint: cfg.IMDS.Endpoint,
+		Timeout: 4 * time.Second, Log: log.Named("cloudwatch")})
+	if err == nil {
+		err = alarm.SetActions(ctx, cwsink.NewClient(awsCfg, cfg.CloudWatch.Endpoint), alarm.StalledName(id.InstanceID), enabled)
+	}
+	what := map[bool]string{true: "enabled", false: "disabled"}[enabled]
+	if err != nil {
+		log.Warn("liveness alarm's actions not "+what+" (needs cloudwatch:EnableAlarmActions and cloudwatch:DisableAlarmActions)",
+			zap.String("alarm", alarm.StalledName(id.InstanceID)), zap.Error(err))
+		return
+	}
+	log.Info("liveness alarm's actions "+what, zap.String("alarm", alarm.StalledName(id.InstanceID)), zap.String(logging.KeyEvent, "liveness_alarm"))
 }
 
 // detectMode asks IMDS who we are; off EC2 it says once, clearly, that the

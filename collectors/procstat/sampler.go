@@ -29,6 +29,7 @@ type ProcUse struct {
 	RSSBytes int64   `json:"rss_bytes"`
 	Start    uint64  `json:"start_ticks"`
 	Job      string  `json:"job,omitempty"` // the job run it belongs to
+	State    byte    `json:"-"`             // R, S, D ... as /proc/PID/stat says
 }
 
 // JobRun is a run the sampler attributes processes to.
@@ -409,7 +410,7 @@ func (s *Sampler) Tick(now time.Time, out []ProcUse) ([]ProcUse, float64) {
 		st.dChild = child - min(st.child, child)
 		st.ticks, st.child = ticks, child
 		s.cur = append(s.cur, st)
-		out = append(out, ProcUse{PID: p.PID, PPID: p.PPID, SID: p.SID, Comm: p.Comm, RSSBytes: st.rss, Start: p.Start})
+		out = append(out, ProcUse{PID: p.PID, PPID: p.PPID, SID: p.SID, Comm: p.Comm, RSSBytes: st.rss, Start: p.Start, State: p.State})
 	})
 	// Reap first, so that a parent's cutime growth in this very scan is
 	// matched with the children that vanished in it.
@@ -547,8 +548,9 @@ func (s *Sampler) cgroupOf(pid int) string {
 	return procinfo.CgroupPath(b)
 }
 
-// Top returns the n processes using most CPU and the n using most memory
-// (union, CPU order first).
+// Top returns the n processes using most CPU, the n using most memory and
+// up to n waiting on I/O (D state: they use neither, and are what an I/O
+// stall is made of), as a union, CPU order first.
 func Top(ps []ProcUse, n int) []ProcUse {
 	idx := make([]int, len(ps))
 	for i := range idx {
@@ -565,6 +567,14 @@ func Top(ps []ProcUse, n int) []ProcUse {
 	for _, i := range idx[:min(n, len(idx))] {
 		if !seen[i] {
 			out = append(out, ps[i])
+			seen[i] = true
+		}
+	}
+	d := 0
+	for i := range ps {
+		if d < n && ps[i].State == 'D' && !seen[i] {
+			out = append(out, ps[i])
+			d++
 		}
 	}
 	return out

@@ -50,6 +50,30 @@ type Options struct {
 	Recover bool
 	// SNSTopic, if set, is notified too.
 	SNSTopic string
+	// Stalled adds the liveness alarm: reboot when the agent's Stalled
+	// figure is 1, or missing (the agent cannot publish), in M of N
+	// periods. EC2's status checks are the hypervisor's reachability
+	// probe, which a kernel answers while its user space is livelocked:
+	// the status-check alarm may never fire for the hangs ec2diag is for.
+	Stalled *Liveness
+}
+
+// Liveness configures the liveness alarm. Its metric must be the one the
+// agent publishes: its namespace and dimensions (InstanceId and
+// cloudwatch.dimensions), at the agent's period.
+type Liveness struct {
+	Namespace  string
+	Dimensions []Dimension // besides InstanceId
+	Period     int32       // seconds (cloudwatch.period)
+	// DatapointsToAlarm of EvaluationPeriods (M of N): N covers a restart
+	// or an upgrade (a minute or two without data) without a reboot.
+	DatapointsToAlarm, EvaluationPeriods int32
+}
+
+// DefaultLiveness is 3 of 5 one-minute periods: a restart costs one or
+// two, a hang is rebooted after about three minutes without the figure.
+func DefaultLiveness(namespace string) *Liveness {
+	return &Liveness{Namespace: namespace, Period: 60, DatapointsToAlarm: 3, EvaluationPeriods: 5}
 }
 
 // Build returns the requests for o.
@@ -74,13 +98,28 @@ func Build(o Options) ([]Request, error) {
 		Namespace: "AWS/EC2", Dimensions: []Dimension{{"InstanceId", o.InstanceID}}, Statistic: "Maximum",
 		Threshold: 1, ComparisonOperator: "GreaterThanOrEqualToThreshold", TreatMissingData: "notBreaching", ActionsEnabled: true,
 	}
+	var live []Request
+	if l := o.Stalled; l != nil {
+		if l.Namespace == "" || l.Period <= 0 || l.DatapointsToAlarm <= 0 || l.EvaluationPeriods < l.DatapointsToAlarm {
+			return nil, fmt.Errorf("liveness alarm: want a namespace, a period and 1 <= M <= N periods")
+		}
+		r := base
+		r.AlarmName = StalledName(o.InstanceID)
+		r.AlarmDescription = fmt.Sprintf("Reboot %s when ec2diag says it is stalled, or cannot say (no data), in %d of %d periods; "+
+			"the agent disables these actions when it is stopped on purpose (installed by ec2diag alarm install)", o.InstanceID, l.DatapointsToAlarm, l.EvaluationPeriods)
+		r.Namespace, r.MetricName, r.Period, r.EvaluationPeriods, r.DatapointsToAlarm = l.Namespace, "Stalled", l.Period, l.EvaluationPeriods, l.DatapointsToAlarm
+		r.Dimensions = append([]Dimension{{"InstanceId", o.InstanceID}}, l.Dimensions...)
+		r.TreatMissingData = "breaching"
+		r.AlarmActions = actions("reboot")
+		live = append(live, r)
+	}
 	if !o.Recover {
 		r := base
 		r.AlarmName = RebootName(o.InstanceID)
 		r.AlarmDescription = "Reboot " + o.InstanceID + " when a status check fails (installed by ec2diag alarm install)"
 		r.MetricName, r.Period, r.EvaluationPeriods = "StatusCheckFailed", 300, 1
 		r.AlarmActions = actions("reboot")
-		return []Request{r}, nil
+		return append([]Request{r}, live...), nil
 	}
 	reboot := base
 	reboot.AlarmName = RebootName(o.InstanceID)
@@ -92,7 +131,7 @@ func Build(o Options) ([]Request, error) {
 	recover.AlarmDescription = "Recover " + o.InstanceID + " onto healthy hardware when the system status check fails for 2 minutes (installed by ec2diag alarm install --recover)"
 	recover.MetricName, recover.Period, recover.EvaluationPeriods = "StatusCheckFailed_System", 60, 2
 	recover.AlarmActions = actions("recover")
-	return []Request{reboot, recover}, nil
+	return append([]Request{reboot, recover}, live...), nil
 }
 
 // Input converts a request for the SDK.
@@ -103,6 +142,9 @@ func (r Request) Input() *cloudwatch.PutMetricAlarmInput {
 		Statistic: types.Statistic(r.Statistic), Period: aws.Int32(r.Period), EvaluationPeriods: aws.Int32(r.EvaluationPeriods),
 		Threshold: aws.Float64(r.Threshold), ComparisonOperator: types.ComparisonOperator(r.ComparisonOperator),
 		TreatMissingData: aws.String(r.TreatMissingData), AlarmActions: r.AlarmActions, ActionsEnabled: aws.Bool(r.ActionsEnabled),
+	}
+	if r.DatapointsToAlarm > 0 {
+		in.DatapointsToAlarm = aws.Int32(r.DatapointsToAlarm)
 	}
 	for _, d := range r.Dimensions {
 		in.Dimensions = append(in.Dimensions, types.Dimension{Name: aws.String(d.Name), Value: aws.String(d.Value)})
@@ -242,6 +284,9 @@ func Terraform(reqs []Request) string {
 		fmt.Fprintf(&b, "  statistic           = %q\n", r.Statistic)
 		fmt.Fprintf(&b, "  period              = %d\n", r.Period)
 		fmt.Fprintf(&b, "  evaluation_periods  = %d\n", r.EvaluationPeriods)
+		if r.DatapointsToAlarm > 0 {
+			fmt.Fprintf(&b, "  datapoints_to_alarm = %d\n", r.DatapointsToAlarm)
+		}
 		fmt.Fprintf(&b, "  threshold           = %g\n", r.Threshold)
 		fmt.Fprintf(&b, "  comparison_operator = %q\n", r.ComparisonOperator)
 		fmt.Fprintf(&b, "  treat_missing_data  = %q\n", r.TreatMissingData)
@@ -251,9 +296,36 @@ func Terraform(reqs []Request) string {
 			acts = append(acts, fmt.Sprintf("%q", a))
 		}
 		fmt.Fprintf(&b, "  alarm_actions       = [%s]\n", strings.Join(acts, ", "))
-		fmt.Fprintf(&b, "  dimensions = {\n    %s = %q\n  }\n}\n", r.Dimensions[0].Name, r.Dimensions[0].Value)
+		b.WriteString("  dimensions = {\n")
+		for _, d := range r.Dimensions {
+			fmt.Fprintf(&b, "    %s = %q\n", d.Name, d.Value)
+		}
+		b.WriteString("  }\n}\n")
 	}
 	return b.String()
+}
+
+// StalledName is the liveness alarm's name for an instance.
+func StalledName(instanceID string) string { return "ec2diag-stalled-" + instanceID }
+
+// ActionsAPI is what SetActions calls; *cloudwatch.Client satisfies it.
+type ActionsAPI interface {
+	EnableAlarmActions(ctx context.Context, in *cloudwatch.EnableAlarmActionsInput, optFns ...func(*cloudwatch.Options)) (*cloudwatch.EnableAlarmActionsOutput, error)
+	DisableAlarmActions(ctx context.Context, in *cloudwatch.DisableAlarmActionsInput, optFns ...func(*cloudwatch.Options)) (*cloudwatch.DisableAlarmActionsOutput, error)
+}
+
+// SetActions enables or disables an alarm's actions: the daemon disables
+// its liveness alarm's when it is stopped on purpose (a shutdown, an
+// upgrade, systemctl stop, removal) and enables them when it starts, so
+// only an agent that cannot publish makes the figure go missing.
+func SetActions(ctx context.Context, api ActionsAPI, name string, enabled bool) error {
+	var err error
+	if enabled {
+		_, err = api.EnableAlarmActions(ctx, &cloudwatch.EnableAlarmActionsInput{AlarmNames: []string{name}})
+	} else {
+		_, err = api.DisableAlarmActions(ctx, &cloudwatch.DisableAlarmActionsInput{AlarmNames: []string{name}})
+	}
+	return err
 }
 
 // RebootName is the reboot alarm's name for an instance (the dashboard

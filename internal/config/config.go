@@ -201,6 +201,7 @@ func Default() Config {
 			MemAvailableLow: 10, MemAvailableHigh: 15, PSIMemoryFull: 10,
 			FastInterval: Duration(time.Second), SnapshotEvery: Duration(30 * time.Second),
 			JobWindow: Duration(2 * time.Minute), TopProcesses: 10, Console: "/dev/kmsg", BootGrace: Duration(10 * time.Minute),
+			IOStallAfter: Duration(10 * time.Second), PSIIOFull: 90, CPUStealHigh: 30, StalledAfter: Duration(2 * time.Minute),
 		},
 		Incidents: Incidents{MaxFileBytes: 16 << 20, KeepFiles: 4},
 		Jobs:      Jobs{Names: []JobName{}, CronParents: []string{"cron", "crond", "fcron"}},
@@ -329,6 +330,14 @@ func (c *Config) validate(d *decoder) {
 	atLeast(bad, "spikes.fast_interval", sp.FastInterval, 100*time.Millisecond)
 	atLeast(bad, "spikes.snapshot_every", sp.SnapshotEvery, time.Second)
 	atLeast(bad, "spikes.boot_grace", sp.BootGrace, 0)
+	atLeast(bad, "spikes.io_stall_after", sp.IOStallAfter, 0)
+	atLeast(bad, "spikes.stalled_after", sp.StalledAfter, 10*time.Second)
+	if sp.PSIIOFull < 0 || sp.PSIIOFull > 100 {
+		bad("spikes.psi_io_full", "want 0 (off) to 100, got %v", sp.PSIIOFull)
+	}
+	if sp.CPUStealHigh < 0 || sp.CPUStealHigh > 100 {
+		bad("spikes.cpu_steal_high", "want 0 (off) to 100, got %v", sp.CPUStealHigh)
+	}
 	if c.Incidents.MaxFileBytes < 64<<10 || c.Incidents.KeepFiles < 1 {
 		bad("incidents.max_file_bytes", "want max_file_bytes >= 65536 and keep_files >= 1")
 	}
@@ -457,6 +466,18 @@ type Spikes struct {
 	// BootGrace: while the machine boots (until systemd logs "Startup
 	// finished", at most this long after boot) CPU alone makes no incident.
 	BootGrace Duration `yaml:"boot_grace"`
+	// IOStallAfter: a disk with requests in flight and none completing
+	// (or each waiting over a second) for this long is a spike; 0 off.
+	IOStallAfter Duration `yaml:"io_stall_after"`
+	// PSIIOFull: I/O pressure (PSI io full avg10 %) that is a spike; 0 off.
+	PSIIOFull float64 `yaml:"psi_io_full"`
+	// CPUStealHigh: CPU withheld by the hypervisor (steal %) that is a
+	// spike, held like cpu_high; 0 off.
+	CPUStealHigh float64 `yaml:"cpu_steal_high"`
+	// StalledAfter: the Stalled figure (what the liveness alarm watches)
+	// is 1 once a spike of memory, I/O or withheld CPU has lasted this
+	// long.
+	StalledAfter Duration `yaml:"stalled_after"`
 }
 
 // Incidents bounds the evidence store.

@@ -14,7 +14,14 @@ const (
 	ReasonCPU          ReasonKind = "cpu"              // CPU busy (steal excluded)
 	ReasonMemAvailable ReasonKind = "memory_available" // MemAvailable low
 	ReasonMemPressure  ReasonKind = "memory_pressure"  // PSI memory full
+	ReasonIOStall      ReasonKind = "io_stall"         // a disk with requests in flight and none completing
+	ReasonIOPressure   ReasonKind = "io_pressure"      // PSI io full
+	ReasonCPUSteal     ReasonKind = "cpu_steal"        // CPU withheld by the hypervisor
 )
+
+// IO reports whether the kind is about I/O: such a spike ranks processes
+// by their time waiting on it.
+func (k ReasonKind) IO() bool { return k == ReasonIOStall || k == ReasonIOPressure }
 
 // Memory reports whether the kind is about memory: a memory spike ranks
 // processes by what grew, and is snapshotted more often.
@@ -36,6 +43,12 @@ func (r Reason) String() string {
 		return fmt.Sprintf("memory available %.1f%%", r.Value)
 	case ReasonMemPressure:
 		return fmt.Sprintf("memory pressure (PSI full) %.0f%%", r.Value)
+	case ReasonIOStall:
+		return fmt.Sprintf("disk stalled %.0f s", r.Value)
+	case ReasonIOPressure:
+		return fmt.Sprintf("I/O pressure (PSI full) %.0f%%", r.Value)
+	case ReasonCPUSteal:
+		return fmt.Sprintf("CPU withheld by the hypervisor (steal) %.0f%%", r.Value)
 	}
 	return fmt.Sprintf("%s %.1f", r.Kind, r.Value)
 }
@@ -76,6 +89,47 @@ func AnyMemory(rs []Reason) bool {
 		}
 	}
 	return false
+}
+
+// AnyIO reports whether I/O is among the reasons.
+func AnyIO(rs []Reason) bool {
+	for _, r := range rs {
+		if r.Kind.IO() {
+			return true
+		}
+	}
+	return false
+}
+
+// ReasonKindsOf makes reasons of bare kinds (values unknown), for Has.
+func ReasonKindsOf(ks []ReasonKind) []Reason {
+	out := make([]Reason, len(ks))
+	for i, k := range ks {
+		out[i].Kind = k
+	}
+	return out
+}
+
+// Has reports whether kind is among the reasons.
+func Has(rs []Reason, kind ReasonKind) bool {
+	for _, r := range rs {
+		if r.Kind == kind {
+			return true
+		}
+	}
+	return false
+}
+
+// RankFor is what a spike with these reasons ranks its processes by:
+// memory first (a thrash also shows as I/O), then I/O, then CPU.
+func RankFor(rs []Reason) Rank {
+	switch {
+	case AnyMemory(rs):
+		return RankMemory
+	case AnyIO(rs):
+		return RankIO
+	}
+	return RankCPU
 }
 
 // Judgement is the verdict on one job run or group.

@@ -22,6 +22,13 @@ type Host struct {
 	PSIMemSome  float64
 	PSICPUSome  float64
 	SwapUsedPct float64 `json:",omitempty"`
+	// PSIIOSome and PSIIOFull are /proc/pressure/io avg10 %.
+	PSIIOSome float64 `json:",omitempty"`
+	PSIIOFull float64 `json:",omitempty"`
+	// IOStalled is how long a disk has had requests in flight and
+	// (almost) none completing; IODevice is that disk.
+	IOStalled time.Duration `json:",omitempty"`
+	IODevice  string        `json:",omitempty"`
 	// Booting: the machine is still starting. A boot runs the CPU at 100%
 	// by itself; only memory makes an incident then.
 	Booting bool `json:",omitempty"`
@@ -41,11 +48,20 @@ type Thresholds struct {
 	// samples come early when a job starts or a PSI trigger fires, and
 	// two of them a tenth of a second apart are not a sustained spike.
 	CPUFor time.Duration
+	// PSIIOFull: I/O pressure (PSI io full avg10 %) that is a spike at
+	// once; 0 turns it off.
+	PSIIOFull float64
+	// IOStallFor: a disk stalled this long is a spike at once; 0 off.
+	IOStallFor time.Duration
+	// CPUStealHigh: CPU withheld by the hypervisor (steal %) that makes a
+	// spike after EnterSamples, like CPU busy; 0 off.
+	CPUStealHigh float64
 }
 
 // DefaultThresholds returns the documented defaults.
 func DefaultThresholds() Thresholds {
-	return Thresholds{CPUHigh: 90, CPULow: 70, EnterSamples: 2, ExitSamples: 3, MemAvailLow: 10, MemAvailHigh: 15, PSIMemFull: 10}
+	return Thresholds{CPUHigh: 90, CPULow: 70, EnterSamples: 2, ExitSamples: 3, MemAvailLow: 10, MemAvailHigh: 15, PSIMemFull: 10,
+		PSIIOFull: 90, IOStallFor: 10 * time.Second, CPUStealHigh: 30}
 }
 
 // Transition is what Observe reports.
@@ -79,11 +95,33 @@ func (d *Detector) high(h Host) []Reason {
 	if d.T.PSIMemFull > 0 && h.PSIMemFull >= d.T.PSIMemFull {
 		r = append(r, Reason{ReasonMemPressure, h.PSIMemFull})
 	}
+	if d.ioStalled(h) {
+		r = append(r, Reason{ReasonIOStall, h.IOStalled.Seconds()})
+	}
+	if d.T.PSIIOFull > 0 && h.PSIIOFull >= d.T.PSIIOFull && (d.active || !h.Booting) {
+		// A boot reads everything from disk at once: like CPU, not an
+		// incident then (a disk that stops completing still is).
+		r = append(r, Reason{ReasonIOPressure, h.PSIIOFull})
+	}
+	if d.T.CPUStealHigh > 0 && h.CPUSteal >= d.T.CPUStealHigh {
+		r = append(r, Reason{ReasonCPUSteal, h.CPUSteal})
+	}
 	return r
 }
 
+func (d *Detector) ioStalled(h Host) bool { return d.T.IOStallFor > 0 && h.IOStalled >= d.T.IOStallFor }
+
+// immediate reports whether h holds a reason that makes a spike at once:
+// memory and I/O can hang a machine before a second sample.
+func (d *Detector) immediate(h Host) bool {
+	return h.memKnown() && h.MemAvailPct <= d.T.MemAvailLow || d.T.PSIMemFull > 0 && h.PSIMemFull >= d.T.PSIMemFull ||
+		d.ioStalled(h) || d.T.PSIIOFull > 0 && h.PSIIOFull >= d.T.PSIIOFull && !h.Booting
+}
+
 func (d *Detector) low(h Host) bool {
-	return h.CPUBusy < d.T.CPULow && (!h.memKnown() || h.MemAvailPct >= d.T.MemAvailHigh) && (d.T.PSIMemFull == 0 || h.PSIMemFull < d.T.PSIMemFull/2)
+	return h.CPUBusy < d.T.CPULow && (!h.memKnown() || h.MemAvailPct >= d.T.MemAvailHigh) && (d.T.PSIMemFull == 0 || h.PSIMemFull < d.T.PSIMemFull/2) &&
+		h.IOStalled == 0 && (d.T.PSIIOFull == 0 || h.PSIIOFull < d.T.PSIIOFull/2) &&
+		(d.T.CPUStealHigh == 0 || h.CPUSteal < d.T.CPUStealHigh*0.7)
 }
 
 // Calm reports whether h is far from a spike: none on, none building up,
@@ -113,8 +151,7 @@ func (d *Detector) Observe(h Host) Transition {
 			d.first = h.Time
 		}
 		d.highRun++
-		memory := h.memKnown() && h.MemAvailPct <= d.T.MemAvailLow || d.T.PSIMemFull > 0 && h.PSIMemFull >= d.T.PSIMemFull
-		if d.highRun >= d.T.EnterSamples && h.Time.Sub(d.first) >= d.T.CPUFor || memory {
+		if d.highRun >= d.T.EnterSamples && h.Time.Sub(d.first) >= d.T.CPUFor || d.immediate(h) {
 			d.active, d.onset, d.Reasons, d.lowRun = true, d.first, r, 0
 			return Onset
 		}

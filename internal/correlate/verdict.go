@@ -19,7 +19,10 @@ type RunUse struct {
 	Active   bool      `json:"active_at_onset"`
 	CPUSec   float64   `json:"cpu_seconds_in_spike"`
 	TotalCPU float64   `json:"cpu_seconds_total"`
-	PeakRSS  int64     `json:"peak_rss_bytes"`
+	// DStateSec is how long its processes waited in D state (on I/O) in
+	// the spike, summed.
+	DStateSec float64 `json:"d_state_seconds,omitempty"`
+	PeakRSS   int64   `json:"peak_rss_bytes"`
 	// Unverified says why the process table did not confirm the run's
 	// log line (a forged "CRON[pid]: ... CMD" line): such a run gets the
 	// verdict "unverified" and is never the cause.
@@ -59,6 +62,12 @@ type ProcUse struct {
 	// Login is the SSH login the process descends from, USER@ADDR.
 	Login     string `json:"login,omitempty"`
 	GroupKind string `json:"group_kind,omitempty"`
+	// DStateSec is how long it was seen waiting in D state (on I/O) in the
+	// spike; IOShare its part of all the waiting; Wchan where in the kernel
+	// it waited, where /proc lets the agent read it.
+	DStateSec float64 `json:"d_state_seconds,omitempty"`
+	IOShare   float64 `json:"io_share,omitempty"`
+	Wchan     string  `json:"wchan,omitempty"`
 }
 
 // GroupBlame is the verdict on one group of processes people recognise: a
@@ -72,10 +81,14 @@ type GroupBlame struct {
 	// RSSGrowth sums its processes' growth; GrowthShare is its part of
 	// the growth of all top processes, the share a memory spike's
 	// verdict uses when memory grew (MinGrowth).
-	RSSGrowth   int64     `json:"rss_growth_bytes,omitempty"`
-	GrowthShare float64   `json:"growth_share,omitempty"`
-	Processes   int       `json:"processes"`
-	Verdict     Judgement `json:"verdict"` // caused, contributed, coincident
+	RSSGrowth   int64   `json:"rss_growth_bytes,omitempty"`
+	GrowthShare float64 `json:"growth_share,omitempty"`
+	// DStateSec and IOShare: its processes' waiting in D state, in an I/O
+	// spike.
+	DStateSec float64   `json:"d_state_seconds,omitempty"`
+	IOShare   float64   `json:"io_share,omitempty"`
+	Processes int       `json:"processes"`
+	Verdict   Judgement `json:"verdict"` // caused, contributed, coincident
 }
 
 // Blame is the verdict on one job run.
@@ -83,6 +96,7 @@ type Blame struct {
 	RunUse
 	CPUShare   float64   `json:"cpu_share"`
 	MemShare   float64   `json:"mem_share"`
+	IOShare    float64   `json:"io_share,omitempty"`
 	Confidence float64   `json:"confidence"`
 	Verdict    Judgement `json:"verdict"` // caused, contributed, coincident, unverified
 	Reason     string    `json:"reason"`
@@ -100,6 +114,66 @@ type Verdict struct {
 	// RunsLeftOut counts, by verdict, the candidate runs beyond
 	// MaxCandidates that the record does not list.
 	RunsLeftOut map[Judgement]int `json:"runs_left_out,omitempty"`
+	// Disk is the stalled device of an I/O spike; Steal the CPU the
+	// hypervisor withheld, when that is a reason.
+	Disk  *Disk  `json:"disk,omitempty"`
+	Steal *Steal `json:"steal,omitempty"`
+}
+
+// Rank is what a spike's processes are ranked by.
+type Rank int
+
+// The rankings.
+const (
+	RankCPU    Rank = iota // CPU used
+	RankMemory             // memory grown, then held
+	RankIO                 // time waiting on I/O (D state)
+)
+
+// Disk is a block device as an I/O spike saw it.
+type Disk struct {
+	Device string `json:"device"`
+	// Volume is the EBS volume id (vol-...), from an NVMe serial.
+	Volume         string  `json:"volume,omitempty"`
+	InFlight       uint64  `json:"in_flight"`
+	StalledSeconds float64 `json:"stalled_seconds"`
+	BusyPct        float64 `json:"busy_pct"`
+	CompletedPerS  float64 `json:"completed_per_second"`
+	LatencyMs      float64 `json:"latency_ms,omitempty"`
+}
+
+// Name says the device as people recognise it: "nvme1n1 (vol-0abc...)".
+func (d *Disk) Name() string {
+	if d.Volume != "" {
+		return d.Device + " (" + d.Volume + ")"
+	}
+	return d.Device
+}
+
+// Steal is CPU the hypervisor withheld from the guest.
+type Steal struct {
+	Pct          float64 `json:"pct"`
+	InstanceType string  `json:"instance_type,omitempty"`
+	Burstable    bool    `json:"burstable,omitempty"`
+}
+
+// In is what a verdict is made from.
+type In struct {
+	Onset  time.Time
+	Window time.Duration // a job started this long before onset is a candidate
+	Runs   []RunUse
+	Procs  []ProcUse // every process's use in the spike window
+	Total  float64   // every process's CPU seconds in it
+	// MemTotal is the summed RSS of the top processes.
+	MemTotal int64
+	Rank     Rank
+	TopN     int
+	// Disk, when an I/O stall is a reason; Steal, when withheld CPU is.
+	Disk  *Disk
+	Steal *Steal
+	// BusyCPU says the guest's own CPU use is among the reasons: with
+	// Steal and without it, the spike is the hypervisor's alone.
+	BusyCPU bool
 }
 
 // DefaultTopN is how many processes a verdict lists by default;
@@ -126,18 +200,48 @@ const Window = 2 * time.Minute
 // topN bounds the processes listed (0: DefaultTopN), and at most
 // MaxCandidates job runs are judged in the record: a flood of start
 // lines (anyone can log them) is summarised in RunsLeftOut.
+//
+// Decide(onset, window, ...) is the CPU and memory form; DecideIn takes
+// the whole input.
 func Decide(onset time.Time, window time.Duration, runs []RunUse, procs []ProcUse, total float64, memTotal int64, byMemory bool, topN int) Verdict {
+	in := In{Onset: onset, Window: window, Runs: runs, Procs: procs, Total: total, MemTotal: memTotal, TopN: topN}
+	if byMemory {
+		in.Rank = RankMemory
+	}
+	return DecideIn(in)
+}
+
+// DecideIn makes the verdict (see Decide). In an I/O spike (RankIO)
+// processes, runs and groups are ranked by their time in D state: the
+// ones waiting on the stalled disk, the writer among them; a spike that
+// is only withheld CPU is the hypervisor's.
+func DecideIn(in In) Verdict {
+	onset, window, runs, procs, total, memTotal, topN := in.Onset, in.Window, in.Runs, in.Procs, in.Total, in.MemTotal, in.TopN
+	byMemory, byIO := in.Rank == RankMemory, in.Rank == RankIO
 	if topN <= 0 {
 		topN = DefaultTopN
 	}
 	var v Verdict
+	v.Disk, v.Steal = in.Disk, in.Steal
+	var dTotal float64
+	for _, p := range procs {
+		if !p.Agent {
+			dTotal += p.DStateSec
+		}
+	}
 	for _, p := range procs {
 		if total > 0 {
 			p.CPUShare = p.CPUSec / total
 		}
+		if dTotal > 0 && !p.Agent {
+			p.IOShare = p.DStateSec / dTotal
+		}
 		v.Top = append(v.Top, p)
 	}
 	sort.SliceStable(v.Top, func(i, j int) bool {
+		if byIO && v.Top[i].DStateSec != v.Top[j].DStateSec {
+			return v.Top[i].DStateSec > v.Top[j].DStateSec
+		}
 		if byMemory {
 			// What grew, then what is big: a database's steady buffers
 			// are big but are not what ate the memory.
@@ -176,7 +280,13 @@ func Decide(onset time.Time, window time.Duration, runs []RunUse, procs []ProcUs
 		if memTotal > 0 {
 			b.MemShare = float64(r.PeakRSS) / float64(memTotal)
 		}
+		if dTotal > 0 {
+			b.IOShare = r.DStateSec / dTotal
+		}
 		b.Confidence = max(b.CPUShare, b.MemShare)
+		if byIO && dTotal > 0 {
+			b.Confidence = b.IOShare
+		}
 		when := "was running at onset"
 		switch {
 		case r.Active:
@@ -190,6 +300,12 @@ func Decide(onset time.Time, window time.Duration, runs []RunUse, procs []ProcUs
 			b.Confidence = 0
 			b.Verdict = Unverified
 			b.Reason = fmt.Sprintf("%s %s, but its log line is not confirmed by the process table (%s): not blamed", r.Job, when, r.Unverified)
+		case byIO && dTotal > 0 && b.Confidence >= 0.1:
+			b.Verdict = Contributed
+			if b.Confidence >= 0.5 {
+				b.Verdict = Caused
+			}
+			b.Reason = fmt.Sprintf("%s %s and its processes waited %.0f s on I/O (%.0f%% of all the waiting)", r.Job, when, r.DStateSec, 100*b.IOShare)
 		case b.Confidence >= 0.5:
 			b.Verdict = Caused
 			b.Reason = fmt.Sprintf("%s %s and used %.0f%% of the CPU and %.0f%% of the memory of the busiest processes", r.Job, when, 100*b.CPUShare, 100*b.MemShare)
@@ -223,7 +339,7 @@ func Decide(onset time.Time, window time.Duration, runs []RunUse, procs []ProcUs
 		}
 	}
 	var grown int64
-	v.Groups, grown = groups(v.Top, memTotal, byMemory)
+	v.Groups, grown = groups(v.Top, memTotal, in.Rank)
 	// Ten python3 processes of one service outweigh the single yes that
 	// used more than any one of them: when the leading group's share is
 	// larger than the busiest process's own, the cause is that group, named
@@ -231,8 +347,8 @@ func Decide(onset time.Time, window time.Duration, runs []RunUse, procs []ProcUs
 	lead := ""
 	if suspect >= 0 && len(v.Groups) > 0 {
 		g, p := v.Groups[0], v.Top[suspect]
-		if rankShare(g.CPUShare, g.RSSBytes, g.RSSGrowth, memTotal, grown, byMemory) >
-			rankShare(p.CPUShare, p.RSSBytes, p.RSSGrowth, memTotal, grown, byMemory) {
+		if rankShare(g.CPUShare, g.IOShare, g.RSSBytes, g.RSSGrowth, memTotal, grown, in.Rank) >
+			rankShare(p.CPUShare, p.IOShare, p.RSSBytes, p.RSSGrowth, memTotal, grown, in.Rank) {
 			for i, q := range v.Top {
 				if _, name, ok := GroupOf(q); ok && !q.Agent && name == g.Name {
 					suspect, lead = i, name
@@ -241,9 +357,15 @@ func Decide(onset time.Time, window time.Duration, runs []RunUse, procs []ProcUs
 			}
 		}
 	}
+	stealOnly := in.Steal != nil && in.Rank == RankCPU && !in.BusyCPU
+	switch {
+	case stealOnly:
+	case byIO && dTotal == 0:
+		suspect = -1 // nothing was seen waiting: the disk is the news
+	}
 	if len(v.Jobs) > 0 && v.Jobs[0].Verdict == Caused {
 		v.Cause = "job " + v.Jobs[0].Job
-	} else if suspect >= 0 {
+	} else if suspect >= 0 && !stealOnly {
 		p := v.Top[suspect]
 		cmd := ""
 		if p.Cmdline != "" {
@@ -266,12 +388,37 @@ func Decide(onset time.Time, window time.Duration, runs []RunUse, procs []ProcUs
 			v.Cause = fmt.Sprintf("process %s (pid %d%s)", p.Comm, p.PID, cmd)
 		}
 	}
+	if v.Cause == "" && byIO && in.Disk != nil {
+		v.Cause = "disk " + in.Disk.Name() + " stalled"
+	}
+	if in.Steal != nil && (v.Cause == "" || stealOnly) {
+		v.Cause = fmt.Sprintf("CPU withheld by the hypervisor (steal %.0f%%)", in.Steal.Pct)
+	}
+	if d := in.Disk; d != nil {
+		s := fmt.Sprintf("disk %s: %d requests in flight, %.1f completed a second, busy %.0f%% for %.0f s", d.Name(), d.InFlight, d.CompletedPerS, d.BusyPct, d.StalledSeconds)
+		if d.LatencyMs > 0 {
+			s += fmt.Sprintf(", %.0f ms a request", d.LatencyMs)
+		}
+		parts = append(parts, s)
+	}
+	if st := in.Steal; st != nil {
+		s := fmt.Sprintf("the hypervisor withheld %.0f%% of the CPU (steal)", st.Pct)
+		switch {
+		case st.Burstable:
+			s += "; " + st.InstanceType + " is burstable: CPU credits exhausted?"
+		case st.InstanceType != "":
+			s += "; " + st.InstanceType + " is not burstable: a noisy neighbour or the host"
+		}
+		parts = append(parts, s)
+	}
 	for _, b := range v.Jobs {
 		parts = append(parts, b.Reason)
 	}
 	if lead != "" && v.Groups[0].Processes > 1 {
 		g := v.Groups[0]
-		if byMemory {
+		if byIO && dTotal > 0 {
+			parts = append(parts, fmt.Sprintf("%s waited %.0f s on I/O in %d processes", g.Name, g.DStateSec, g.Processes))
+		} else if byMemory {
 			grew := ""
 			if grown >= MinGrowth {
 				grew = fmt.Sprintf(" (grew %d MiB)", g.RSSGrowth>>20)
@@ -281,9 +428,15 @@ func Decide(onset time.Time, window time.Duration, runs []RunUse, procs []ProcUs
 			parts = append(parts, fmt.Sprintf("%s used %.0f%% of the CPU in %d processes", g.Name, 100*g.CPUShare, g.Processes))
 		}
 	}
-	if suspect >= 0 {
+	if suspect >= 0 && !stealOnly {
 		p := v.Top[suspect]
-		if byMemory {
+		if byIO && dTotal > 0 {
+			w := ""
+			if p.Wchan != "" {
+				w = " in " + p.Wchan
+			}
+			parts = append(parts, fmt.Sprintf("%s pid %d waited %.0f s in D state%s", p.Comm, p.PID, p.DStateSec, w))
+		} else if byMemory {
 			grew := ""
 			if growth(p) > 0 {
 				grew = fmt.Sprintf(" (grew %d MiB)", p.RSSGrowth>>20)
@@ -319,7 +472,8 @@ func GroupOf(p ProcUse) (kind, name string, ok bool) {
 // groups sums the top processes by what they belong to: a job run, else
 // the group of their cgroup (a service, container, session), else the
 // process alone is no group. The agent is left out.
-func groups(top []ProcUse, memTotal int64, byMemory bool) ([]GroupBlame, int64) {
+func groups(top []ProcUse, memTotal int64, rank Rank) ([]GroupBlame, int64) {
+	byMemory := rank == RankMemory
 	idx := map[string]int{}
 	var out []GroupBlame
 	// grown counts every non-agent process, grouped or not, so a group's
@@ -342,6 +496,8 @@ func groups(top []ProcUse, memTotal int64, byMemory bool) ([]GroupBlame, int64) 
 		}
 		g := &out[i]
 		g.CPUShare += p.CPUShare
+		g.IOShare += p.IOShare
+		g.DStateSec += p.DStateSec
 		g.RSSBytes += p.RSSBytes
 		g.RSSGrowth += p.RSSGrowth
 		g.Processes++
@@ -354,7 +510,7 @@ func groups(top []ProcUse, memTotal int64, byMemory bool) ([]GroupBlame, int64) 
 		if grown > 0 {
 			g.GrowthShare = float64(g.RSSGrowth) / float64(grown)
 		}
-		switch share := rankShare(g.CPUShare, g.RSSBytes, g.RSSGrowth, memTotal, grown, byMemory); {
+		switch share := rankShare(g.CPUShare, g.IOShare, g.RSSBytes, g.RSSGrowth, memTotal, grown, rank); {
 		case share >= 0.5:
 			g.Verdict = Caused
 		case share >= 0.1:
@@ -364,6 +520,9 @@ func groups(top []ProcUse, memTotal int64, byMemory bool) ([]GroupBlame, int64) 
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool {
+		if rank == RankIO && out[i].IOShare != out[j].IOShare {
+			return out[i].IOShare > out[j].IOShare
+		}
 		if byMemory {
 			if grown >= MinGrowth && out[i].GrowthShare != out[j].GrowthShare {
 				return out[i].GrowthShare > out[j].GrowthShare
@@ -385,9 +544,11 @@ func groups(top []ProcUse, memTotal int64, byMemory bool) ([]GroupBlame, int64) 
 // rankShare is the share a spike is judged by: of the CPU, else of the
 // growth of all top processes when memory grew (MinGrowth), else of their
 // resident memory.
-func rankShare(cpu float64, rss, grew, memTotal, grown int64, byMemory bool) float64 {
+func rankShare(cpu, io float64, rss, grew, memTotal, grown int64, rank Rank) float64 {
 	switch {
-	case !byMemory:
+	case rank == RankIO && io > 0:
+		return io
+	case rank != RankMemory:
 		return cpu
 	case grown >= MinGrowth:
 		return float64(grew) / float64(grown)

@@ -55,6 +55,7 @@ var standardWidgets = []widget{
 	{title: "ENA/EFA devices not healthy", names: []string{"NICUnhealthy"}, stat: "Maximum"},
 	{title: "ENA allowance exceeded (packets, all interfaces)", names: []string{"NICAllowanceExceeded"}, stat: "Sum"},
 	{title: "AWS notices, failed instance checks, agent errors", names: []string{"InstanceNotices", "InstanceCheckFailures", "AgentErrors"}, stat: "Maximum"},
+	{title: "Stalled (1 = stalled; the liveness alarm reboots on it, and on it missing)", names: []string{"Stalled"}, stat: "Maximum"},
 }
 
 // fleetJobWidgets show the jobs in cloudwatch.job_names, by Job alone.
@@ -70,7 +71,8 @@ var fleetJobWidgets = []widget{
 var widgets = []widget{
 	{title: "CPU busy and memory available (%)", names: []string{"CPUBusy", "MemoryAvailable", "CPUSteal", "CPUIOWait"}, stat: "Average"},
 	{title: "Spikes, correlated spikes, OOM kills, hung tasks", names: []string{"Spikes", "CorrelatedSpikes", "OOMKills", "HungTasks", "SoftLockups"}, stat: "Sum"},
-	{title: "Pressure stall information (avg10, %)", names: []string{"PSICPUSome", "PSIMemorySome", "PSIMemoryFull", "PSIIOFull"}, stat: "Maximum"},
+	{title: "Pressure stall information (avg10, %)", names: []string{"PSICPUSome", "PSIMemorySome", "PSIMemoryFull", "PSIIOSome", "PSIIOFull"}, stat: "Maximum"},
+	{title: "Stalls: host stalled (1), disk stalled (s)", names: []string{"Stalled", "IOStalledSeconds"}, stat: "Maximum"},
 	{title: "Job runs", names: []string{"JobRuns"}, stat: "Sum", dim: "Job", stacked: true},
 	{title: "Job CPU seconds per run (max)", names: []string{"JobCPUSeconds"}, stat: "Maximum", dim: "Job"},
 	{title: "Job peak RSS (bytes, max)", names: []string{"JobPeakRSS"}, stat: "Maximum", dim: "Job"},
@@ -198,13 +200,21 @@ func ec2Widgets(o Options, y int) []map[string]any {
 	if o.ASG != "" {
 		metric = []any{"AWS/EC2", "StatusCheckFailed", "AutoScalingGroupName", o.ASG}
 	}
+	// Beside EC2's check, the agent's own liveness figure: a kernel
+	// answers the status check while its user space is livelocked, and
+	// only the second line then says so.
+	stalled := []any{o.Namespace, "Stalled", "InstanceId", o.InstanceID, map[string]any{"label": "ec2diag Stalled"}}
+	if o.ASG != "" {
+		stalled = []any{map[string]any{"expression": fmt.Sprintf("SEARCH('{%s,InstanceId,AutoScalingGroupName} AutoScalingGroupName=%q MetricName=\"Stalled\"', 'Maximum', 60)", o.Namespace, o.ASG),
+			"id": "stalled", "label": ""}}
+	}
 	ws = append(ws, map[string]any{"type": "metric", "x": 0, "y": y, "width": 12, "height": 6, "properties": map[string]any{
-		"title": "EC2 status check failed (AWS/EC2; the reboot alarm's metric)", "region": o.Region, "view": "timeSeries", "stat": "Maximum",
-		"period": 60, "metrics": []any{metric}}})
+		"title": "EC2 status check failed and ec2diag Stalled (the two reboot alarms' metrics)", "region": o.Region, "view": "timeSeries", "stat": "Maximum",
+		"period": 60, "metrics": []any{metric, stalled}}})
 	if o.AccountID != "" && o.InstanceID != "" {
-		arn := fmt.Sprintf("arn:aws:cloudwatch:%s:%s:alarm:%s", o.Region, o.AccountID, alarm.RebootName(o.InstanceID))
+		arn := func(name string) string { return fmt.Sprintf("arn:aws:cloudwatch:%s:%s:alarm:%s", o.Region, o.AccountID, name) }
 		ws = append(ws, map[string]any{"type": "alarm", "x": 12, "y": y, "width": 12, "height": 6, "properties": map[string]any{
-			"title": "Reboot alarm (ec2diag alarm install)", "alarms": []string{arn}}})
+			"title": "Reboot alarms (ec2diag alarm install)", "alarms": []string{arn(alarm.RebootName(o.InstanceID)), arn(alarm.StalledName(o.InstanceID))}}})
 	}
 	if o.LogGroup == "" {
 		return ws

@@ -105,6 +105,11 @@ type Sample struct {
 	PSIMemSome float64  `json:"psi_memory_some_avg10,omitempty"`
 	PSIMemFull float64  `json:"psi_memory_full_avg10,omitempty"`
 	PSICPUSome float64  `json:"psi_cpu_some_avg10,omitempty"`
+	PSIIOSome  float64  `json:"psi_io_some_avg10,omitempty"`
+	PSIIOFull  float64  `json:"psi_io_full_avg10,omitempty"`
+	CPUSteal   float64  `json:"cpu_steal_pct,omitempty"`
+	// IOStalled is how long a disk had been stalled (seconds).
+	IOStalled float64 `json:"io_stalled_seconds,omitempty"`
 }
 
 // Event is something the logs said during an incident that its report

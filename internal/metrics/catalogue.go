@@ -62,6 +62,9 @@ var hostSpecs = map[string]Spec{
 	"psi_memory_some_avg10": {Name: "PSIMemorySome", Unit: "Percent", Help: "pressure stall: some tasks waiting for memory (avg10)"},
 	"psi_memory_full_avg10": {Name: "PSIMemoryFull", Unit: "Percent", Help: "pressure stall: all tasks waiting for memory (avg10); thrashing"},
 	"psi_io_full_avg10":     {Name: "PSIIOFull", Unit: "Percent", Help: "pressure stall: all tasks waiting for I/O (avg10)"},
+	"psi_io_some_avg10":     {Name: "PSIIOSome", Unit: "Percent", Detailed: true, Help: "pressure stall: some tasks waiting for I/O (avg10)"},
+	"io_stalled_seconds":    {Name: "IOStalledSeconds", Unit: "Seconds", Detailed: true, Help: "how long a disk has had requests in flight and none completing"},
+	"stalled":               {Name: "Stalled", Unit: "None", Help: "1 while the host has been stalled (memory, I/O, withheld CPU) for spikes.stalled_after, else 0; what the liveness alarm watches (it also reboots when the figure is missing)"},
 }
 
 // event type -> count metric

@@ -29,6 +29,9 @@ type Host struct {
 	CPUs int
 	// Cumulative jiffies of /proc/stat.
 	Busy, Idle, IOWait, Steal uint64
+	// StealPct is the share of every step the hypervisor withholds
+	// (counted as steal, out of what would have been idle).
+	StealPct uint64
 	// MemAvailPct is MemAvailable as a % of MemTotal (1 GiB).
 	MemAvailPct int
 	// SwapTotalKB and SwapFreeKB fill /proc/meminfo's swap lines.
@@ -38,10 +41,23 @@ type Host struct {
 	// VMStat lines of /proc/vmstat.
 	VMStat map[string]uint64
 	Procs  map[int]*Proc
+	// Disks are the whole disks (/proc/diskstats, /sys/block).
+	Disks map[string]*Disk
 	// BootID is /proc/sys/kernel/random/boot_id.
 	BootID  string
 	gone    []int
 	jiffies float64 // the fraction of a jiffy not yet counted
+}
+
+// Disk is a block device of the scripted host: while Busy, requests stay
+// in flight and Rate of them complete a second.
+type Disk struct {
+	Serial   string // the NVMe controller's serial (vol... for EBS)
+	InFlight uint64
+	Busy     bool
+	Rate     float64
+	// counters
+	completed, ioTicks, weighted float64
 }
 
 // PSI are the avg10 figures the pressure files say.
@@ -70,7 +86,7 @@ type Proc struct {
 // New makes an empty host booted at boot, with PID 1.
 func New(t testing.TB, boot time.Time) *Host {
 	dir := t.TempDir()
-	h := &Host{T: t, Dir: dir, Root: hostfs.At(dir), Boot: boot, CPUs: 2, MemAvailPct: 60, Procs: map[int]*Proc{},
+	h := &Host{T: t, Dir: dir, Root: hostfs.At(dir), Boot: boot, CPUs: 2, MemAvailPct: 60, Procs: map[int]*Proc{}, Disks: map[string]*Disk{},
 		VMStat: map[string]uint64{"pgmajfault": 10, "oom_kill": 0, "allocstall_normal": 3}, BootID: "0e1f2a3b-4c5d-6e7f-8091-a2b3c4d5e6f7"}
 	for _, d := range []string{"proc/pressure", "proc/sys/kernel/random", "sys/class/net", "etc", "dev"} {
 		os.MkdirAll(filepath.Join(dir, d), 0o755)
@@ -126,8 +142,17 @@ func (h *Host) StepFor(d time.Duration, busyPct uint64) {
 	whole := uint64(h.jiffies)
 	h.jiffies -= float64(whole)
 	busy := whole * busyPct / 100
+	steal := min(whole*h.StealPct/100, whole-busy)
 	h.Busy += busy
-	h.Idle += whole - busy
+	h.Steal += steal
+	h.Idle += whole - busy - steal
+	for _, dk := range h.Disks {
+		if dk.Busy {
+			dk.ioTicks += float64(d.Milliseconds())
+			dk.weighted += float64(dk.InFlight) * float64(d.Milliseconds())
+		}
+		dk.completed += dk.Rate * d.Seconds()
+	}
 	for _, p := range h.Procs {
 		p.acc += float64(p.PerStep) * d.Seconds() / 5
 		n := uint64(p.acc)
@@ -158,6 +183,22 @@ func (h *Host) Write() {
 	h.write("proc/pressure/memory", fmt.Sprintf("some avg10=%.2f avg60=0.00 avg300=0.00 total=0\nfull avg10=%.2f avg60=0.00 avg300=0.00 total=0\n", p.MemSome, p.MemFull))
 	h.write("proc/pressure/io", fmt.Sprintf("some avg10=%.2f avg60=0.00 avg300=0.00 total=0\nfull avg10=%.2f avg60=0.00 avg300=0.00 total=0\n", p.IOSome, p.IOFull))
 	h.write("proc/sys/kernel/random/boot_id", h.BootID+"\n")
+	var ds strings.Builder
+	names := make([]string, 0, len(h.Disks))
+	for n := range h.Disks {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for i, n := range names {
+		dk := h.Disks[n]
+		c := uint64(dk.completed)
+		fmt.Fprintf(&ds, "%4d %7d %s %d 0 %d %d %d 0 %d %d %d %d %d 0 0 0 0\n", 259, i, n, c/2, c, 0, c-c/2, c, 0, dk.InFlight, uint64(dk.ioTicks), uint64(dk.weighted))
+		h.write("sys/block/"+n+"/size", "1000\n")
+		if dk.Serial != "" {
+			h.write("sys/block/"+n+"/device/serial", dk.Serial+"\n")
+		}
+	}
+	h.write("proc/diskstats", ds.String())
 	for _, pid := range h.gone {
 		os.RemoveAll(filepath.Join(h.Dir, "proc", fmt.Sprint(pid)))
 	}

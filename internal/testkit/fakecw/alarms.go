@@ -36,6 +36,38 @@ func (s *Server) putMetricAlarm(w http.ResponseWriter, body []byte) {
 	s.ok(w, nil)
 }
 
+// setActions serves EnableAlarmActions and DisableAlarmActions: as the
+// service does, names of alarms that do not exist are passed over.
+func (s *Server) setActions(w http.ResponseWriter, body []byte, enabled bool) {
+	var in struct{ AlarmNames []string }
+	if err := dec.Unmarshal(body, &in); err != nil {
+		s.fail(w, 400, "SerializationException", "", "cannot decode CBOR: "+err.Error())
+		return
+	}
+	s.mu.Lock()
+	for _, n := range in.AlarmNames {
+		if a := s.alarms[n]; a != nil {
+			a["ActionsEnabled"] = enabled
+		}
+		s.actionCalls = append(s.actionCalls, ActionCall{Name: n, Enabled: enabled})
+	}
+	s.mu.Unlock()
+	s.ok(w, nil)
+}
+
+// ActionCall is one Enable/DisableAlarmActions of an alarm.
+type ActionCall struct {
+	Name    string
+	Enabled bool
+}
+
+// ActionCalls returns the Enable/DisableAlarmActions calls, in order.
+func (s *Server) ActionCalls() []ActionCall {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]ActionCall(nil), s.actionCalls...)
+}
+
 func (s *Server) describeAlarms(w http.ResponseWriter, body []byte) {
 	var in struct{ AlarmNames []string }
 	if err := dec.Unmarshal(body, &in); err != nil {

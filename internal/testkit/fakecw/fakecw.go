@@ -98,6 +98,7 @@ type Server struct {
 	now         func() time.Time
 	sigFailures int
 	puts        int
+	actionCalls []ActionCall
 	dashboards  map[string]string
 }
 
@@ -253,6 +254,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.putMetricAlarm(w, body)
 	case "DescribeAlarms":
 		s.describeAlarms(w, body)
+	case "EnableAlarmActions":
+		s.setActions(w, body, true)
+	case "DisableAlarmActions":
+		s.setActions(w, body, false)
 	case "PutDashboard":
 		s.putDashboard(w, body)
 	default:
