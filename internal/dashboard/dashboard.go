@@ -212,7 +212,9 @@ func ec2Widgets(o Options, y int) []map[string]any {
 		"title": "EC2 status check failed and ec2diag Stalled (the two reboot alarms' metrics)", "region": o.Region, "view": "timeSeries", "stat": "Maximum",
 		"period": 60, "metrics": []any{metric, stalled}}})
 	if o.AccountID != "" && o.InstanceID != "" {
-		arn := func(name string) string { return fmt.Sprintf("arn:aws:cloudwatch:%s:%s:alarm:%s", o.Region, o.AccountID, name) }
+		arn := func(name string) string {
+			return fmt.Sprintf("arn:aws:cloudwatch:%s:%s:alarm:%s", o.Region, o.AccountID, name)
+		}
 		ws = append(ws, map[string]any{"type": "alarm", "x": 12, "y": y, "width": 12, "height": 6, "properties": map[string]any{
 			"title": "Reboot alarms (ec2diag alarm install)", "alarms": []string{arn(alarm.RebootName(o.InstanceID)), arn(alarm.StalledName(o.InstanceID))}}})
 	}
