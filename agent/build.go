@@ -23,6 +23,7 @@ import (
 	"github.com/ec2diag/ec2diag/internal/clock"
 	"github.com/ec2diag/ec2diag/internal/config"
 	"github.com/ec2diag/ec2diag/internal/correlate"
+	"github.com/ec2diag/ec2diag/internal/evidence"
 	"github.com/ec2diag/ec2diag/internal/evidence/console"
 	"github.com/ec2diag/ec2diag/internal/evidence/store"
 	"github.com/ec2diag/ec2diag/internal/hostfs"
@@ -113,7 +114,11 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (_ *Daemon, err error
 	if err != nil {
 		return nil, err
 	}
-	s.keeper = &store.Keeper{Store: s.store, Console: &console.Console{Path: cfg.Spikes.Console, Clock: d.Clock}, Clock: d.Clock}
+	klog := d.Log.Named("recorder")
+	s.keeper = &store.Keeper{Store: s.store, Console: &console.Console{Path: cfg.Spikes.Console, Clock: d.Clock}, Clock: d.Clock,
+		OnError: func(kind evidence.Kind, err error) {
+			klog.Error("incident store refused a record", zap.String("kind", string(kind)), zap.Error(err))
+		}}
 	s.rec = flightrec.New(s.recorderOptions(cfg))
 	s.namer = &jobs.Namer{Rules: nameRules(cfg)}
 	s.events = jobs.NewEvents(s.namer, s.rec)
@@ -180,6 +185,19 @@ func (s *Daemon) Close() {
 		s.net.Checker.Close()
 	}
 	if s.store != nil {
+		// What the recorder wrote last is still on its way to the disk:
+		// wait for it, a little. A disk that does not take it (stalled)
+		// keeps the writer in its write; the store is then left to the
+		// process's exit rather than closed under it.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := s.keeper.Flush(ctx)
+		cancel()
+		if err != nil {
+			n, _ := s.keeper.Pending()
+			s.d.Log.Error("incident records not written at exit: the disk did not take them", zap.Int("records", n))
+			return
+		}
+		s.keeper.Close()
 		s.store.Close()
 		s.store = nil
 	}
