@@ -1,6 +1,7 @@
 package logging
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -32,11 +33,14 @@ type journalCore struct {
 	fields map[string]string // rendered by With, shared read-only
 
 	errOnce *sync.Once
+	async   *asyncSender // nil when send is called directly
 }
 
-// NewJournalCore returns a core sending to journald through send.
+// NewJournalCore returns a core sending to journald through send, from a
+// queue of QueueLen entries: logging never waits for journald.
 func NewJournalCore(level zapcore.LevelEnabler, ident string, send SendFunc) zapcore.Core {
-	return &journalCore{LevelEnabler: level, send: send, ident: ident, fields: map[string]string{}, errOnce: &sync.Once{}}
+	a := newAsyncSender(send, QueueLen)
+	return &journalCore{LevelEnabler: level, send: a.Send, async: a, ident: ident, fields: map[string]string{}, errOnce: &sync.Once{}}
 }
 
 func (c *journalCore) With(fields []zapcore.Field) zapcore.Core {
@@ -82,6 +86,10 @@ func (c *journalCore) Write(ent zapcore.Entry, fields []zapcore.Field) error {
 		vars["STACKTRACE"] = ent.Stack
 	}
 	err := c.send(ent.Message, prio, vars)
+	if ent.Level > zapcore.ErrorLevel {
+		// Panic and Fatal end the process next: let the entry get out.
+		c.Sync()
+	}
 	if err != nil {
 		// The log has nowhere else to go: say so once on stderr, which
 		// systemd also captures, rather than fail every caller.
@@ -92,7 +100,16 @@ func (c *journalCore) Write(ent zapcore.Entry, fields []zapcore.Field) error {
 	return err
 }
 
-func (c *journalCore) Sync() error { return nil }
+// Sync waits, a little, for the queue to reach journald: zap calls it
+// before the process exits, and the last entries say why.
+func (c *journalCore) Sync() error {
+	if c.async == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), syncWait)
+	defer cancel()
+	return c.async.Sync(ctx)
+}
 
 func levelPriority(l zapcore.Level) journal.Priority {
 	switch {

@@ -2,6 +2,7 @@ package logging
 
 import (
 	"errors"
+	"sync"
 	"testing"
 
 	"github.com/coreos/go-systemd/v22/journal"
@@ -14,20 +15,32 @@ type sent struct {
 	vars map[string]string
 }
 
-func capture(t *testing.T, level string) (*zap.Logger, *[]sent) {
+// capture returns a journal logger and a function that waits for what was
+// logged to reach the send function and returns it.
+func capture(t *testing.T, level string) (*zap.Logger, func() []sent) {
+	var mu sync.Mutex
 	var got []sent
 	log, _, format, err := New(Options{Level: level, Format: "journal", Ident: "ec2diag", Send: func(m string, p journal.Priority, v map[string]string) error {
+		mu.Lock()
+		defer mu.Unlock()
 		got = append(got, sent{m, p, v})
 		return nil
 	}})
 	if err != nil || format != "journal" {
 		t.Fatalf("New: %v %s", err, format)
 	}
-	return log, &got
+	return log, func() []sent {
+		if err := log.Sync(); err != nil {
+			t.Fatalf("Sync: %v", err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]sent(nil), got...)
+	}
 }
 
 func TestJournalCoreFieldsAndPriorities(t *testing.T) {
-	log, got := capture(t, "debug")
+	log, sentSoFar := capture(t, "debug")
 	l := log.Named("spike").With(zap.String(KeyJob, "debian-sa1"))
 	l.Debug("d")
 	l.Info("i", zap.Int(KeyPID, 2978), zap.String("weird key-1", "x"), zap.String("_hidden", "y"), zap.String("9lives", "z"))
@@ -36,6 +49,8 @@ func TestJournalCoreFieldsAndPriorities(t *testing.T) {
 	l.Warn("onset", zap.Int(PriorityKey, int(journal.PriCrit)), zap.String(KeyEvent, "spike"))
 	l.Info("multi\nline")
 	wantPrio := []journal.Priority{7, 6, 4, 3, 2, 6}
+	all := sentSoFar()
+	got := &all
 	if len(*got) != len(wantPrio) {
 		t.Fatalf("sent %d entries, want %d", len(*got), len(wantPrio))
 	}
