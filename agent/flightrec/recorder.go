@@ -89,13 +89,16 @@ type Recorder struct {
 	o    Options // the settings in force (read by the sampling goroutine)
 	next *Options
 
-	clk     clock.Clock
-	host    host.Collector
-	sampler *procstat.Sampler
-	disks   procstat.Disks
-	in      *inbox
-	psiBuf  []byte
-	vmBuf   []byte
+	clk clock.Clock
+	// utmpRead is when utmp was last read for the boot's end (sampling
+	// goroutine only).
+	utmpRead time.Time
+	host     host.Collector
+	sampler  *procstat.Sampler
+	disks    procstat.Disks
+	in       *inbox
+	psiBuf   []byte
+	vmBuf    []byte
 
 	// The rest belongs to the sampling goroutine.
 	det      correlate.Detector

@@ -2,6 +2,7 @@ package flightrec
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -809,5 +810,30 @@ func TestStalledFigure(t *testing.T) {
 	}
 	if got[0] != 0 || got[len(got)-1] != 1 {
 		t.Errorf("Stalled over a disk stall: %v; want 0 first, 1 after 30 s", got)
+	}
+}
+
+// An agent started after the boot finished (installed on a running
+// machine) never reads systemd's "Startup finished": the run-level record
+// in utmp ends the boot rule all the same.
+func TestBootEndsAtTheRunLevelInUtmp(t *testing.T) {
+	g := newRig(t, 2*time.Minute, 224)
+	g.add(400, 1, "yes", "/user.slice/user-0.slice/session-1.scope", 900, 1)
+	g.step(100)
+	g.step(100)
+	g.step(100)
+	if n := len(g.ev.of(evidence.KindOnset)); n != 0 {
+		t.Fatalf("%d incidents while booting with no word of the boot's end", n)
+	}
+	// systemd-update-utmp wrote the run level a minute after boot.
+	rec := make([]byte, 384)
+	binary.LittleEndian.PutUint16(rec[0:], 1)
+	binary.LittleEndian.PutUint32(rec[340:], uint32(g.h.Boot.Add(time.Minute).Unix()))
+	g.h.WriteFile("run/utmp", string(rec))
+	g.step(100)
+	g.step(100)
+	g.step(100)
+	if n := len(g.ev.of(evidence.KindOnset)); n != 1 {
+		t.Fatalf("%d incidents once utmp says the boot is over, want 1", n)
 	}
 }

@@ -3,6 +3,7 @@ package flightrec
 import (
 	"context"
 	"fmt"
+	"github.com/ec2diag/ec2diag/internal/utmp"
 	"strconv"
 	"time"
 
@@ -219,8 +220,23 @@ func (r *Recorder) booting(now time.Time) bool {
 	r.in.mu.Lock()
 	done := r.in.boot
 	r.in.mu.Unlock()
+	if done.IsZero() && now.Sub(r.utmpRead) >= utmpEvery {
+		// Started after systemd logged "Startup finished" (installed on
+		// a running machine, restarted), the agent never reads that
+		// line: the run-level record in utmp says the same.
+		r.utmpRead = now
+		if t, err := utmp.RunLevelTime(r.o.Root.Path("/run/utmp")); err == nil {
+			r.BootFinished(t)
+			r.in.mu.Lock()
+			done = r.in.boot
+			r.in.mu.Unlock()
+		}
+	}
 	return done.IsZero() || now.Sub(done) < bootSettle
 }
+
+// utmpEvery is how often, while the boot seems to go on, utmp is read.
+const utmpEvery = 10 * time.Second
 
 // needScan decides whether this sample scans every process. The scan is
 // what attribution, job runs and their figures are made of; while the host
