@@ -119,6 +119,7 @@ func Build(ctx context.Context, cfg config.Config, d Deps) (_ *Daemon, err error
 		OnError: func(kind evidence.Kind, err error) {
 			klog.Error("incident store refused a record", zap.String("kind", string(kind)), zap.Error(err))
 		}}
+	s.recordCrashes()
 	s.rec = flightrec.New(s.recorderOptions(cfg))
 	s.namer = &jobs.Namer{Rules: nameRules(cfg)}
 	s.events = jobs.NewEvents(s.namer, s.rec)

@@ -73,9 +73,6 @@ func startFixture(t *testing.T, edit func(*config.Config)) *fixture {
 		edit(&cfg)
 	}
 	f.cfg = cfg
-	noEthtool := func() (nethealth.StatsFunc, func(), error) {
-		return nil, func() {}, fmt.Errorf("no ethtool on a fixture")
-	}
 	d, err := Build(context.Background(), cfg, Deps{Log: zap.NewNop(), Root: h.Root, Self: 99999, NoInotify: true, Ethtool: noEthtool})
 	if err != nil {
 		t.Fatal(err)
@@ -261,4 +258,8 @@ func diffLines(want, got string) string {
 		}
 	}
 	return b.String()
+}
+
+func noEthtool() (nethealth.StatsFunc, func(), error) {
+	return nil, func() {}, fmt.Errorf("no ethtool on a fixture")
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/ec2diag/ec2diag/collectors/kcrash"
 	"github.com/ec2diag/ec2diag/collectors/nethealth"
 	"github.com/ec2diag/ec2diag/internal/checks"
 	"github.com/ec2diag/ec2diag/internal/config"
@@ -21,8 +22,9 @@ import (
 
 func newCheckCmd(g *globalFlags) *cobra.Command {
 	var format string
+	var local bool
 	c := &cobra.Command{
-		Use:   "check [--format json]",
+		Use:   "check [--format json] [--local]",
 		Short: "Instance hygiene checks (AMI provenance, Allowed AMIs, credentials, IMDSv2, hop limit, hibernation, placement)",
 		Long: `Run the instance hygiene checks and print one line per check: pass, warn or fail,
 with the reason. Exit status 1 when any check fails, 0 otherwise.
@@ -39,6 +41,15 @@ with the reason. Exit status 1 when any check fails, 0 otherwise.
                    config, and what that costs at list price for 1, 100 and 10,000
                    instances (warn above 20 per instance)
 
+Whether a hung machine can be made to leave a record (these need no AWS; --local
+runs only them, anywhere):
+
+  nmi-panic        kernel.unknown_nmi_panic=1, so that EC2's diagnostic interrupt
+                   (aws ec2 send-diagnostic-interrupt) panics the kernel
+  panic-reboot     kernel.panic > 0, so that the panic reboots the machine
+  pstore           a pstore backend keeps the panic's last messages for the next boot
+  crash-dump       a crash kernel is loaded (kdump) and /var/crash has room for a dump
+
 JSON (--format json): {"results": [{"name", "status", "reason", "details"}], "worst"}.
 Missing permissions give a warn naming the permission, never a fail.`,
 		Args: cobra.NoArgs,
@@ -47,14 +58,18 @@ Missing permissions give a warn naming the permission, never a fail.`,
 			if err != nil {
 				return &exitError{code: exitUsage, err: err}
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Minute)
-			defer cancel()
-			id, err := imds.Detect(ctx, imds.Options{Disabled: cfg.IMDS.Disabled, Endpoint: cfg.IMDS.Endpoint, Timeout: cfg.IMDS.Timeout.D()})
-			if err != nil {
-				return &exitError{code: exitUsage, err: fmt.Errorf("ec2diag check runs on an EC2 instance (IMDS: %v)", err)}
+			var rs []checks.Result
+			if !local {
+				ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Minute)
+				defer cancel()
+				id, err := imds.Detect(ctx, imds.Options{Disabled: cfg.IMDS.Disabled, Endpoint: cfg.IMDS.Endpoint, Timeout: cfg.IMDS.Timeout.D()})
+				if err != nil {
+					return &exitError{code: exitUsage, err: fmt.Errorf("ec2diag check runs on an EC2 instance (IMDS: %v); --local runs the checks of this machine alone", err)}
+				}
+				rs = checks.Run(ctx, checkEnv(ctx, cfg, id))
+				rs = append(rs, metricCost(cfg, g.hostRoot().Sys))
 			}
-			rs := checks.Run(ctx, checkEnv(ctx, cfg, id))
-			rs = append(rs, metricCost(cfg, g.hostRoot().Sys))
+			rs = append(rs, kcrash.Readiness(g.hostRoot())...)
 			out := cmd.OutOrStdout()
 			if format == "json" {
 				if err := json.NewEncoder(out).Encode(map[string]any{"results": rs, "worst": checks.Worst(rs)}); err != nil {
@@ -72,6 +87,7 @@ Missing permissions give a warn naming the permission, never a fail.`,
 		},
 	}
 	c.Flags().StringVar(&format, "format", "text", "output: text or json")
+	c.Flags().BoolVar(&local, "local", false, "only the checks that need no AWS (crash readiness), on or off EC2")
 	return c
 }
 

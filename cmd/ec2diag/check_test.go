@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -36,7 +38,7 @@ func runCheck(t *testing.T, inst fakeec2.Instance, deny ...string) (checkOut, in
 	}
 	cmd := []string{"AWS_EC2_METADATA_DISABLED=false", "AWS_EC2_METADATA_SERVICE_ENDPOINT=" + aemm, "AWS_ENDPOINT_URL_EC2=" + fake.URL,
 		"AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY="}
-	out, code := runCLI(t, cmd, "check", "--format", "json")
+	out, code := runCLI(t, cmd, "check", "--format", "json", "--host-root", crashReadyHost(t, true))
 	var c checkOut
 	if err := json.Unmarshal([]byte(out), &c); err != nil {
 		t.Fatalf("exit %d, not JSON: %v\n%s", code, err, out)
@@ -62,7 +64,7 @@ func TestCheckHealthyInstance(t *testing.T) {
 	if code != 0 || c.Worst != "pass" {
 		t.Errorf("exit %d, worst %s", code, c.Worst)
 	}
-	if r := c.get("metric-cost"); r.Status != checks.Pass || r.Details["per_instance"] != "19" || !strings.Contains(r.Reason, "for 10,000") {
+	if r := c.get("metric-cost"); r.Status != checks.Pass || r.Details["per_instance"] != "20" || !strings.Contains(r.Reason, "for 10,000") {
 		t.Errorf("metric-cost at the default config: %+v", r)
 	}
 	if c.get("credentials").Details["source"] != "EC2RoleProvider" {
@@ -106,5 +108,55 @@ func TestCheckWithoutPermissionsWarns(t *testing.T) {
 	}
 	if code != 0 {
 		t.Errorf("exit %d, want 0 (warnings only)", code)
+	}
+}
+
+// crashReadyHost is a host tree ready, or not, for EC2's diagnostic
+// interrupt: NMI panics, a panic reboots, pstore and kdump are there.
+func crashReadyHost(t *testing.T, ready bool) string {
+	t.Helper()
+	dir := t.TempDir()
+	files := map[string]string{"proc/sys/kernel/unknown_nmi_panic": "0\n", "proc/sys/kernel/panic": "0\n", "proc/meminfo": "MemTotal:        1024 kB\n"}
+	if ready {
+		files["proc/sys/kernel/unknown_nmi_panic"], files["proc/sys/kernel/panic"] = "1\n", "10\n"
+		files["sys/module/pstore/parameters/backend"] = "efi_pstore\n"
+		files["sys/kernel/kexec_crash_loaded"], files["sys/kernel/kexec_crash_size"] = "1\n", "268435456\n"
+		files["var/crash/.keep"] = ""
+	}
+	for p, body := range files {
+		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, p), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// Off EC2, --local says whether a hang could be made to leave a record;
+// each missing piece is a warn that says what to do, never a fail.
+func TestCheckLocalCrashReadiness(t *testing.T) {
+	for _, ready := range []bool{false, true} {
+		out, code := runCLI(t, []string{"AWS_EC2_METADATA_DISABLED=true"}, "check", "--local", "--format", "json", "--host-root", crashReadyHost(t, ready))
+		var c checkOut
+		if err := json.Unmarshal([]byte(out), &c); err != nil {
+			t.Fatalf("exit %d, not JSON: %v\n%s", code, err, out)
+		}
+		want := checks.Warn
+		if ready {
+			want = checks.Pass
+		}
+		for _, name := range []string{"nmi-panic", "panic-reboot", "pstore", "crash-dump"} {
+			if r := c.get(name); r.Status != want {
+				t.Errorf("ready=%v: %s: %s (%s), want %s", ready, name, r.Status, r.Reason, want)
+			}
+		}
+		if code != 0 || len(c.Results) != 4 {
+			t.Errorf("ready=%v: exit %d, %d results", ready, code, len(c.Results))
+		}
+		if r := c.get("nmi-panic"); !ready && !strings.Contains(r.Reason, "60-ec2diag-nmi-panic.conf") {
+			t.Errorf("nmi-panic does not point at the drop-in: %s", r.Reason)
+		}
 	}
 }

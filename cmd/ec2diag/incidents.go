@@ -95,6 +95,10 @@ func printIncidents(w io.Writer, vs []incidentView, bad int, format string) erro
 		} else if v.Unfinished != "" {
 			end = "UNFINISHED: " + v.Unfinished
 		}
+		if v.Crash != nil {
+			printCrash(w, &v, 5)
+			continue
+		}
 		e := escape.Control // names and commands come from other processes
 		fmt.Fprintf(w, "%s  boot %d  %s\n  spike: %s\n  cause: %s\n", v.Onset.Local().Format(time.RFC3339), v.Boot, end, strings.Join(v.Reasons, ", "), e(v.Cause))
 		for _, j := range v.Jobs {
@@ -176,6 +180,18 @@ and PSI with the job runs as bands; no scripts, nothing loaded from elsewhere).`
 			if view == nil {
 				return &exitError{code: exitFailure, err: fmt.Errorf("no incident %q in %s", args[0], cfg.StateDir)}
 			}
+			if view.Crash != nil {
+				if htmlFile != "" {
+					return &exitError{code: exitUsage, err: fmt.Errorf("%s is a kernel crash: it has no timeline to draw (--html)", view.ID)}
+				}
+				if format == "json" {
+					enc := json.NewEncoder(cmd.OutOrStdout())
+					enc.SetIndent("", "  ")
+					return enc.Encode(view)
+				}
+				printCrash(cmd.OutOrStdout(), view, 0)
+				return nil
+			}
 			rep, err := report.Build(recs, view.ID, view.Boot, view.Unfinished)
 			if err != nil {
 				return &exitError{code: exitFailure, err: err}
@@ -204,4 +220,25 @@ and PSI with the job runs as bands; no scripts, nothing loaded from elsewhere).`
 	c.Flags().StringVar(&format, "format", "text", "output: text (the report) or json (the records)")
 	c.Flags().StringVar(&htmlFile, "html", "", "also write the report as one self-contained HTML page to this file")
 	return c
+}
+
+// printCrash says what the kernel left of a crash, with the last lines of
+// its dump (all of them when tail is 0).
+func printCrash(w io.Writer, v *incidentView, tail int) {
+	e := escape.Control // the dump quotes process names
+	c := v.Crash
+	fmt.Fprintf(w, "%s  boot %d  KERNEL %s (%s)\n  cause: %s\n", v.Onset.Local().Format(time.RFC3339), v.Boot, strings.ToUpper(c.Kind), v.ID, e(v.Cause))
+	for _, l := range c.Lockups {
+		fmt.Fprintf(w, "  before it: %s\n", e(l))
+	}
+	lines := c.Tail
+	if tail > 0 && len(lines) > tail {
+		lines = lines[len(lines)-tail:]
+	}
+	if len(lines) > 0 {
+		fmt.Fprintf(w, "  last words (%s):\n", e(strings.Join(c.Files, ", ")))
+	}
+	for _, l := range lines {
+		fmt.Fprintf(w, "    %s\n", e(l))
+	}
 }

@@ -106,7 +106,7 @@ Run "ec2diag run" as the daemon (the .deb installs a systemd unit for it).`,
 	pf.StringVar(&g.logFormat, "log-format", "", "log output: auto, journal, console, json (overrides log.format)")
 	pf.StringVar(&g.root, "host-root", "", "a directory holding the host's proc/, sys/ and files, read instead of the running host's (fixture trees, containers)")
 	pf.MarkHidden("host-root")
-	root.AddCommand(newRunCmd(g), newVersionCmd(), newConfigCmd(g), newTailCmd(g), newAnalyzeCmd(g), newIncidentsCmd(g), newHealthCmd(g), newAlarmCmd(g), newDashboardCmd(g), newCheckCmd(g), newFleetCmd(g))
+	root.AddCommand(newRunCmd(g), newVersionCmd(), newConfigCmd(g), newTailCmd(g), newAnalyzeCmd(g), newIncidentsCmd(g), newHealthCmd(g), newAlarmCmd(g), newDashboardCmd(g), newCheckCmd(g), newFleetCmd(g), newCopyCrashDumpsCmd(g))
 	return root
 }
 

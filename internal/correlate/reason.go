@@ -17,6 +17,9 @@ const (
 	ReasonIOStall      ReasonKind = "io_stall"         // a disk with requests in flight and none completing
 	ReasonIOPressure   ReasonKind = "io_pressure"      // PSI io full
 	ReasonCPUSteal     ReasonKind = "cpu_steal"        // CPU withheld by the hypervisor
+	// ReasonKernelCrash is not a spike: the kernel panicked or oopsed, as
+	// it wrote in pstore or kdump's dmesg (an incident of its own).
+	ReasonKernelCrash ReasonKind = "kernel_crash"
 )
 
 // IO reports whether the kind is about I/O: such a spike ranks processes

@@ -25,6 +25,10 @@ const (
 	KindSnapshot Kind = "snapshot"
 	KindEnd      Kind = "end"
 	KindJobRun   Kind = "job_run"
+	// KindCrash is the kernel's own account of how an earlier boot ended
+	// (a panic's last messages, kept in pstore or by kdump), recorded at
+	// the next start.
+	KindCrash Kind = "kernel_crash"
 )
 
 // OfIncident reports whether records of this kind belong to an incident.
@@ -128,6 +132,39 @@ type Event struct {
 	Unverified string `json:"unverified,omitempty"`
 }
 
+// Crash is the payload of a kernel_crash record: what the kernel wrote as
+// it died, read at the next boot. Only the kernel writes pstore and the
+// crash kernel's dmesg, but the messages quote process names and whatever
+// root wrote to /dev/kmsg: lines are redacted and bounded like log lines.
+type Crash struct {
+	// Time is when it happened: the crashed boot's start plus the last
+	// kernel timestamp, else the dump file's time.
+	Time time.Time `json:"time"`
+	// Boot identifies the boot that crashed, when the agent ran in it.
+	BootID   string `json:"crashed_boot_id,omitempty"`
+	BootTime int64  `json:"crashed_boot_time,omitempty"`
+	// Kind is panic, oops or unknown (a dump with neither line).
+	Kind string `json:"kind"`
+	// Reason is the kernel's line: "Kernel panic - not syncing: ...".
+	Reason string `json:"reason,omitempty"`
+	// NMI says the panic followed an unknown NMI: EC2's diagnostic
+	// interrupt (SendDiagnosticInterrupt) with kernel.unknown_nmi_panic=1.
+	NMI bool `json:"nmi,omitempty"`
+	// Task is the task on the CPU that panicked ("PID 812 (hog)").
+	Task string `json:"task,omitempty"`
+	// Lockups are the hung-task, soft-lockup and RCU stall lines before it.
+	Lockups []string `json:"lockups,omitempty"`
+	// Tail is the dump's last lines, oldest first.
+	Tail []string `json:"tail,omitempty"`
+	// Files are where it was read ("pstore:dmesg-ramoops-0").
+	Files []string `json:"files"`
+}
+
+// DecodeCrash reads the payload of a kernel_crash record.
+func (r Record) DecodeCrash() (Crash, error) {
+	return decode[Crash](r, r.Kind == KindCrash, "a kernel_crash")
+}
+
 // Round2 keeps two decimals: a sample's figures are percentages read from
 // avg10 and tick counts, and the digits beyond only cost bytes on disk.
 func Round2(x float64) float64 {
@@ -139,24 +176,21 @@ func Round2(x float64) float64 {
 
 // DecodeIncident reads the payload of an onset, snapshot or end record.
 func (r Record) DecodeIncident() (Incident, error) {
-	var d Incident
-	if !r.Kind.OfIncident() {
-		return d, fmt.Errorf("record %d is a %s, not an incident record", r.Seq, r.Kind)
-	}
-	if err := json.Unmarshal(r.Data, &d); err != nil {
-		return d, fmt.Errorf("record %d (%s): %w", r.Seq, r.Kind, err)
-	}
-	return d, nil
+	return decode[Incident](r, r.Kind.OfIncident(), "an incident")
 }
 
 // DecodeJobRun reads the payload of a job_run record.
 func (r Record) DecodeJobRun() (JobRun, error) {
-	var d JobRun
-	if r.Kind != KindJobRun {
-		return d, fmt.Errorf("record %d is a %s, not a job_run record", r.Seq, r.Kind)
+	return decode[JobRun](r, r.Kind == KindJobRun, "a job_run")
+}
+
+func decode[T any](r Record, ok bool, what string) (T, error) {
+	var d T
+	if !ok {
+		return d, fmt.Errorf("record %d is a %s, not %s record", r.Seq, r.Kind, what)
 	}
 	if err := json.Unmarshal(r.Data, &d); err != nil {
-		return d, fmt.Errorf("record %d (job_run): %w", r.Seq, err)
+		return d, fmt.Errorf("record %d (%s): %w", r.Seq, r.Kind, err)
 	}
 	return d, nil
 }

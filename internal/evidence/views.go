@@ -1,6 +1,8 @@
 package evidence
 
 import (
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/ec2diag/ec2diag/internal/correlate"
@@ -26,6 +28,9 @@ type View struct {
 	Unfinished string                 `json:"unfinished,omitempty"`
 	// ReasonKinds are the reasons typed (see correlate.ReasonKind).
 	ReasonKinds []correlate.ReasonKind `json:"reason_kinds,omitempty"`
+	// Crash is set on the view of a kernel crash (reason kind
+	// kernel_crash): what the kernel wrote as it died.
+	Crash *Crash `json:"kernel_crash,omitempty"`
 }
 
 // Unfinished is what a view says of an incident of an earlier boot that
@@ -52,10 +57,20 @@ func Views(recs []Record, curID string, curTime int64) []View {
 		t  int64
 	}
 	var boots []boot
-	for _, r := range recs {
-		if n := len(boots); n == 0 || !SameBoot(boots[n-1].id, boots[n-1].t, r.BootID, r.BootTime) {
-			boots = append(boots, boot{r.BootID, r.BootTime})
+	add := func(id string, t int64) {
+		if n := len(boots); n == 0 || !SameBoot(boots[n-1].id, boots[n-1].t, id, t) {
+			boots = append(boots, boot{id, t})
 		}
+	}
+	for _, r := range recs {
+		if r.Kind == KindCrash {
+			// A crash is recorded at the start after it, about the boot
+			// before: that boot counts even if it left no record itself.
+			if c, err := r.DecodeCrash(); err == nil && (c.BootID != "" || c.BootTime != 0) {
+				add(c.BootID, c.BootTime)
+			}
+		}
+		add(r.BootID, r.BootTime)
 	}
 	pos := len(boots)
 	for i, b := range boots {
@@ -63,17 +78,40 @@ func Views(recs []Record, curID string, curTime int64) []View {
 			pos = i
 		}
 	}
-	bootIndex := func(r Record) int {
+	indexOf := func(id string, t int64) (int, bool) {
 		for i := len(boots) - 1; i >= 0; i-- {
-			if SameBoot(boots[i].id, boots[i].t, r.BootID, r.BootTime) {
-				return i - pos
+			if SameBoot(boots[i].id, boots[i].t, id, t) {
+				return i - pos, true
 			}
 		}
-		return 0
+		return 0, false
+	}
+	bootIndex := func(r Record) int {
+		i, _ := indexOf(r.BootID, r.BootTime)
+		return i
 	}
 	byID := map[string]*View{}
 	var order []string
+	crashOf := map[int]*Crash{} // by boot index
 	for _, r := range recs {
+		if r.Kind == KindCrash {
+			c, err := r.DecodeCrash()
+			if err != nil {
+				continue
+			}
+			b, known := indexOf(c.BootID, c.BootTime)
+			if !known || c.BootID == "" && c.BootTime == 0 {
+				b = bootIndex(r) - 1
+			}
+			v := crashView(c, b)
+			if byID[v.ID] != nil {
+				continue // the same crash, found again
+			}
+			byID[v.ID] = v
+			order = append(order, v.ID)
+			crashOf[b] = v.Crash
+			continue
+		}
 		if r.Incident == "" || !r.Kind.OfIncident() {
 			continue
 		}
@@ -102,6 +140,9 @@ func Views(recs []Record, curID string, curTime int64) []View {
 		v := byID[id]
 		if v.End == nil && v.Boot != 0 {
 			v.Unfinished = Unfinished
+			if c := crashOf[v.Boot]; c != nil && !c.Time.Before(v.Onset) {
+				v.Unfinished = fmt.Sprintf("the kernel %s at %s (%s): see %s", crashVerb(c), c.Time.Format(time.RFC3339), crashWhat(c), CrashID(c))
+			}
 		}
 		out = append(out, *v)
 	}
@@ -110,4 +151,52 @@ func Views(recs []Record, curID string, curTime int64) []View {
 
 func (v *View) setVerdict(d correlate.Verdict) {
 	v.Cause, v.Summary, v.Jobs, v.Top, v.Groups = d.Cause, d.Summary, d.Jobs, d.Top, d.Groups
+}
+
+// CrashID is the incident id of a kernel crash.
+func CrashID(c *Crash) string {
+	return "kernel-" + c.Time.UTC().Format("20060102T150405Z")
+}
+
+func crashVerb(c *Crash) string {
+	switch c.Kind {
+	case "panic":
+		return "panicked"
+	case "oops":
+		return "oopsed"
+	}
+	return "left a dump"
+}
+
+func crashWhat(c *Crash) string {
+	if c.Reason != "" {
+		return c.Reason
+	}
+	return "no panic or oops line in " + strings.Join(c.Files, ", ")
+}
+
+// crashView is a kernel crash as an incident of the boot that crashed.
+func crashView(c Crash, boot int) *View {
+	end := c.Time
+	v := &View{ID: CrashID(&c), Onset: c.Time, End: &end, BootID: c.BootID, Boot: boot, Records: 1, Crash: &c,
+		Reasons: []string{"kernel " + c.Kind}, ReasonKinds: []correlate.ReasonKind{correlate.ReasonKernelCrash}}
+	if v.BootID == "" {
+		v.BootID = "unknown (the agent did not run in it)"
+	}
+	switch {
+	case c.NMI && c.Kind == "panic":
+		v.Cause = "an NMI panicked the kernel: EC2's diagnostic interrupt (SendDiagnosticInterrupt), as kernel.unknown_nmi_panic=1 asks"
+	default:
+		v.Cause = "the kernel " + crashVerb(&c) + ": " + crashWhat(&c)
+	}
+	if c.Task != "" {
+		v.Cause += "; on the CPU: " + c.Task
+	}
+	var parts []string
+	if len(c.Lockups) > 0 {
+		parts = append(parts, fmt.Sprintf("before it: %s", strings.Join(c.Lockups, "; ")))
+	}
+	parts = append(parts, "from "+strings.Join(c.Files, ", "))
+	v.Summary = strings.Join(parts, "; ")
+	return v
 }

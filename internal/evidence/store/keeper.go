@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"sync"
 	"time"
@@ -115,6 +116,17 @@ func (k *Keeper) JobRun(t time.Time, d *evidence.JobRun) error {
 	b, err := evidence.EncodeJobRun(&c)
 	if err == nil {
 		k.enqueue(queued{kind: evidence.KindJobRun, t: t, data: b})
+	}
+	return err
+}
+
+// Crash keeps what the kernel left of a crash (synced: it is found once),
+// under the crash's incident id.
+func (k *Keeper) Crash(t time.Time, d *evidence.Crash) error {
+	k.start()
+	b, err := json.Marshal(d)
+	if err == nil {
+		k.enqueue(queued{kind: evidence.KindCrash, incident: evidence.CrashID(d), t: t, data: b})
 	}
 	return err
 }

@@ -288,6 +288,12 @@ func (s *Shipper) event(l tail.Line) (types.InputLogEvent, evidence.Kind, bool) 
 				}
 			}
 		}
+	} else if r.Kind == evidence.KindCrash {
+		if d, err := r.DecodeCrash(); err == nil {
+			ev.Reason = b("kernel "+d.Kind+": "+d.Reason, maxLifted)
+			ev.Reasons = []string{ev.Reason}
+			ev.Cause = b(d.Reason, maxLifted)
+		}
 	} else if d, err := r.DecodeJobRun(); err == nil {
 		ev.Job = b(d.Job, maxLifted)
 	}
