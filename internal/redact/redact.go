@@ -55,30 +55,62 @@ func IsSecretName(name string) bool {
 }
 
 // patterns are redacted wherever they appear; group 1, when present, is
-// the part hidden, else the whole match.
-var patterns = []*regexp.Regexp{
+// the part hidden, else the whole match. Each comes with the literals one
+// of which a match must contain: most text holds none of them, and a
+// substring search is far cheaper than the regexp (a flood of log lines
+// is redacted line by line).
+var patterns = []struct {
+	re   *regexp.Regexp
+	need []string // case-sensitive; nil: always run
+	fold bool     // need is matched case-insensitively (lower-case literals)
+}{
 	// URL user info: scheme://user:PASSWORD@ (up to the last @ of the
 	// token: an unencoded @ or / in a password is still the password).
-	regexp.MustCompile(`[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/:@'"]*:([^\s'"]*)@[^\s@'"/]`),
+	{re: regexp.MustCompile(`[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/:@'"]*:([^\s'"]*)@[^\s@'"/]`), need: []string{"://"}},
 	// A lone user info that is a token: https://TOKEN@host.
-	regexp.MustCompile(`[a-zA-Z][a-zA-Z0-9+.-]*://([A-Za-z0-9_-]{20,})@`),
+	{re: regexp.MustCompile(`[a-zA-Z][a-zA-Z0-9+.-]*://([A-Za-z0-9_-]{20,})@`), need: []string{"://"}},
 	// HTTP authentication headers, to the end of the quoted value or line.
-	regexp.MustCompile(`(?i)\b(?:proxy-authorization|authorization|cookie|x-api-key|api-key|x-auth-token|private-token|x-amz-security-token|x-vault-token)\s*:\s*([^'"\n\r]+)`),
+	{re: regexp.MustCompile(`(?i)\b(?:proxy-authorization|authorization|cookie|x-api-key|api-key|x-auth-token|private-token|x-amz-security-token|x-vault-token)\s*:\s*([^'"\n\r]+)`),
+		need: []string{"authorization", "cookie", "api-key", "-token"}, fold: true},
 	// Well-known token formats.
-	regexp.MustCompile(`\b((?:AKIA|ASIA|AIDA|AROA|ABIA|ACCA)[0-9A-Z]{16})\b`),
-	regexp.MustCompile(`\b(gh[pousr]_[A-Za-z0-9]{30,})`),
-	regexp.MustCompile(`\b(github_pat_[A-Za-z0-9_]{22,})`),
-	regexp.MustCompile(`\b(glpat-[A-Za-z0-9_-]{20,})`),
-	regexp.MustCompile(`\b(xox[abposr]-[A-Za-z0-9-]{10,})`),
-	regexp.MustCompile(`hooks\.slack\.com/services/([A-Za-z0-9/]+)`),
-	regexp.MustCompile(`\b((?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,})`),
-	regexp.MustCompile(`\b(npm_[A-Za-z0-9]{36})`),
-	regexp.MustCompile(`\b(AIza[0-9A-Za-z_-]{35})`),
-	regexp.MustCompile(`\b(sk-[A-Za-z0-9_-]{32,})`),
-	regexp.MustCompile(`\b(eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*)`),
-	regexp.MustCompile(`-----BEGIN [A-Z ]*PRIVATE KEY-----([\s\S]*?)(?:-----END [A-Z ]*PRIVATE KEY-----|$)`),
+	{re: regexp.MustCompile(`\b((?:AKIA|ASIA|AIDA|AROA|ABIA|ACCA)[0-9A-Z]{16})\b`), need: []string{"AKIA", "ASIA", "AIDA", "AROA", "ABIA", "ACCA"}},
+	{re: regexp.MustCompile(`\b(gh[pousr]_[A-Za-z0-9]{30,})`), need: []string{"ghp_", "gho_", "ghu_", "ghs_", "ghr_"}},
+	{re: regexp.MustCompile(`\b(github_pat_[A-Za-z0-9_]{22,})`), need: []string{"github_pat_"}},
+	{re: regexp.MustCompile(`\b(glpat-[A-Za-z0-9_-]{20,})`), need: []string{"glpat-"}},
+	{re: regexp.MustCompile(`\b(xox[abposr]-[A-Za-z0-9-]{10,})`), need: []string{"xox"}},
+	{re: regexp.MustCompile(`hooks\.slack\.com/services/([A-Za-z0-9/]+)`), need: []string{"hooks.slack.com/services/"}},
+	{re: regexp.MustCompile(`\b((?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,})`), need: []string{"_live_", "_test_"}},
+	{re: regexp.MustCompile(`\b(npm_[A-Za-z0-9]{36})`), need: []string{"npm_"}},
+	{re: regexp.MustCompile(`\b(AIza[0-9A-Za-z_-]{35})`), need: []string{"AIza"}},
+	{re: regexp.MustCompile(`\b(sk-[A-Za-z0-9_-]{32,})`), need: []string{"sk-"}},
+	{re: regexp.MustCompile(`\b(eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*)`), need: []string{"eyJ"}},
+	{re: regexp.MustCompile(`-----BEGIN [A-Z ]*PRIVATE KEY-----([\s\S]*?)(?:-----END [A-Z ]*PRIVATE KEY-----|$)`), need: []string{"-----BEGIN "}},
 	// openssl's pass:VALUE.
-	regexp.MustCompile(`\bpass:([^\s'"]+)`),
+	{re: regexp.MustCompile(`\bpass:([^\s'"]+)`), need: []string{"pass:"}},
+}
+
+// prefilter turns the literal checks on; the benchmark turns them off for
+// its baseline.
+var prefilter = true
+
+// mayMatch reports whether s holds one of the literals a match needs.
+// lower is s in lower case, made on first use.
+func mayMatch(s string, need []string, fold bool, lower *string) bool {
+	if !prefilter || need == nil {
+		return true
+	}
+	if fold {
+		if *lower == "" {
+			*lower = strings.ToLower(s)
+		}
+		s = *lower
+	}
+	for _, n := range need {
+		if strings.Contains(s, n) {
+			return true
+		}
+	}
+	return false
 }
 
 // span is a byte range of the text to hide.
@@ -405,8 +437,12 @@ func validVar(k string) bool {
 
 // patternSpans finds the patterns in s.
 func patternSpans(s string, base int, sp []span) []span {
-	for _, re := range patterns {
-		for _, m := range re.FindAllStringSubmatchIndex(s, -1) {
+	var lower string
+	for _, p := range patterns {
+		if !mayMatch(s, p.need, p.fold, &lower) {
+			continue
+		}
+		for _, m := range p.re.FindAllStringSubmatchIndex(s, -1) {
 			a, b := m[0], m[1]
 			if len(m) >= 4 && m[2] >= 0 {
 				a, b = m[2], m[3]
@@ -424,6 +460,9 @@ func patternSpans(s string, base int, sp []span) []span {
 var kv = regexp.MustCompile(`([A-Za-z_][A-Za-z0-9_.-]{0,127})\s*=\s*("[^"]*"|'[^']*'|[^\s&;,'"]+)`)
 
 func kvSpans(s string, base int, sp []span) []span {
+	if prefilter && !strings.ContainsAny(s, "=") {
+		return sp
+	}
 	for _, m := range kv.FindAllStringSubmatchIndex(s, -1) {
 		if IsSecretName(s[m[2]:m[3]]) {
 			a, b := m[4], m[5]

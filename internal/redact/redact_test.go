@@ -2,6 +2,7 @@ package redact
 
 import (
 	"bufio"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -195,4 +196,47 @@ func TestRecallOnHeldOutForms(t *testing.T) {
 		}
 	}
 	t.Logf("held-out recall: %d of %d forms fully redacted (%.1f%%)", len(lines)-missed, len(lines), 100*float64(len(lines)-missed)/float64(len(lines)))
+}
+
+// The literal prefilter against the regexps alone, in the same run, on
+// the ordinary lines a flood is made of and on the secrets corpus:
+//
+//	go test -run '^$' -bench Redact ./internal/redact/
+func BenchmarkRedact(b *testing.B) {
+	ordinary := corpus(b, "ordinary-debian12-scripts.txt")
+	secrets := corpus(b, "secrets.txt")
+	for _, c := range []struct {
+		name  string
+		lines []string
+	}{{"ordinary", ordinary}, {"secrets", secrets}} {
+		for _, pf := range []bool{false, true} {
+			b.Run(fmt.Sprintf("%s/prefilter=%v", c.name, pf), func(b *testing.B) {
+				prefilter = pf
+				defer func() { prefilter = true }()
+				for i := 0; i < b.N; i++ {
+					Text(c.lines[i%len(c.lines)])
+				}
+			})
+		}
+	}
+}
+
+// The prefilter only skips work: with and without it, the same text is
+// hidden.
+func FuzzPrefilterChangesNothing(f *testing.F) {
+	for _, l := range corpus(f, "secrets.txt") {
+		f.Add(l)
+	}
+	f.Add("Authorization: Bearer abc")
+	f.Fuzz(func(t *testing.T, s string) {
+		with, n1 := Text(s)
+		prefilter = false
+		without, n2 := Text(s)
+		cmdWithout, c2 := Command(s)
+		prefilter = true
+		cmdWith, c1 := Command(s)
+		if with != without || n1 != n2 || cmdWith != cmdWithout || c1 != c2 {
+			t.Fatalf("prefilter changed the result of %q: %q (%d) vs %q (%d); %q vs %q", s, with, n1, without, n2, cmdWith, cmdWithout)
+		}
+	})
 }
