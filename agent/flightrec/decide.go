@@ -77,6 +77,9 @@ func (r *Recorder) decide(onset time.Time) correlate.Verdict {
 			pu.RSSBytes = max(pu.RSSBytes, p.RSSBytes)
 			pu.Comm = p.Comm // the latest: a forked shell becomes what it execs
 			pu.Agent = p.PID == r.o.Self || p.PPID == r.o.Self
+			// kthreadd (pid 2) and its children: jbd2, kworkers, flush
+			// threads wait on the disk for the processes that wrote.
+			pu.Kernel = p.PID == 2 || p.PPID == 2
 			if p.Job != "" {
 				pu.Job = r.jobName(p.Job)
 			}

@@ -120,10 +120,16 @@ func printIncidents(w io.Writer, vs []incidentView, bad int, format string) erro
 			of := ""
 			if _, g, ok := correlate.GroupOf(p); p.Agent {
 				of = " (ec2diag itself)"
+			} else if p.Kernel {
+				of = " (kernel thread)"
 			} else if ok {
 				of = " (" + e(g) + ")"
 			}
-			fmt.Fprintf(w, "  process %s pid %d%s: %.0f%% of CPU, %d MiB%s\n", e(p.Comm), p.PID, of, 100*p.CPUShare, p.RSSBytes>>20, grewText(p.RSSGrowth))
+			waited := ""
+			if p.DStateSec > 0 {
+				waited = fmt.Sprintf(", waited %.0f s on I/O", p.DStateSec)
+			}
+			fmt.Fprintf(w, "  process %s pid %d%s: %.0f%% of CPU, %d MiB%s%s\n", e(p.Comm), p.PID, of, 100*p.CPUShare, p.RSSBytes>>20, grewText(p.RSSGrowth), waited)
 		}
 		fmt.Fprintf(w, "  id %s (ec2diag incidents show %s)\n\n", v.ID, v.ID)
 	}

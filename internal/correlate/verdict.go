@@ -46,6 +46,11 @@ type ProcUse struct {
 	// Agent marks ec2diag itself: listed, so that its own cost shows, but
 	// never the cause (at boot it is busy starting, like everything else).
 	Agent bool `json:"agent,omitempty"`
+	// Kernel marks a kernel thread (a child of kthreadd): listed with its
+	// time waiting, never the cause, and left out of the waiting shares
+	// (the filesystem's journal and writeback threads wait on the disk on
+	// behalf of the processes that wrote).
+	Kernel bool `json:"kernel_thread,omitempty"`
 	// What the process is, read once per process (internal/procinfo):
 	// the command line (bounded, secrets redacted), user, start, parents
 	// nearest first, cgroup, and the group it belongs to in people's
@@ -225,7 +230,7 @@ func DecideIn(in In) Verdict {
 	v.Disk, v.Steal = in.Disk, in.Steal
 	var dTotal float64
 	for _, p := range procs {
-		if !p.Agent {
+		if !p.Agent && !p.Kernel {
 			dTotal += p.DStateSec
 		}
 	}
@@ -233,7 +238,7 @@ func DecideIn(in In) Verdict {
 		if total > 0 {
 			p.CPUShare = p.CPUSec / total
 		}
-		if dTotal > 0 && !p.Agent {
+		if dTotal > 0 && !p.Agent && !p.Kernel {
 			p.IOShare = p.DStateSec / dTotal
 		}
 		v.Top = append(v.Top, p)
@@ -333,7 +338,7 @@ func DecideIn(in In) Verdict {
 	var parts []string
 	suspect := -1
 	for i, p := range v.Top {
-		if !p.Agent {
+		if !p.Agent && !p.Kernel {
 			suspect = i
 			break
 		}
@@ -350,7 +355,7 @@ func DecideIn(in In) Verdict {
 		if rankShare(g.CPUShare, g.IOShare, g.RSSBytes, g.RSSGrowth, memTotal, grown, in.Rank) >
 			rankShare(p.CPUShare, p.IOShare, p.RSSBytes, p.RSSGrowth, memTotal, grown, in.Rank) {
 			for i, q := range v.Top {
-				if _, name, ok := GroupOf(q); ok && !q.Agent && name == g.Name {
+				if _, name, ok := GroupOf(q); ok && !q.Agent && !q.Kernel && name == g.Name {
 					suspect, lead = i, name
 					break
 				}

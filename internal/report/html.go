@@ -283,7 +283,7 @@ svg text{font:11px sans-serif;fill:#444}.grid{stroke:#eee}.axis{stroke:#999}
 <ul>{{range .}}<li>{{.}}</li>{{end}}</ul>{{end}}
 {{with .Top}}<h2>Top processes</h2>
 <table><tr><th>pid</th><th>name</th><th>CPU</th><th>RSS</th><th>user</th><th>group</th><th>command</th></tr>
-{{range .}}<tr><td>{{.PID}}</td><td>{{.Comm}}</td><td>{{pct .CPUShare}} ({{f1 .CPUSec}} s)</td><td>{{mib .RSSBytes}}{{grew .RSSGrowth}}</td><td>{{.User}}</td><td>{{group .}}{{if .Agent}} (ec2diag itself){{end}}</td><td><code>{{.Cmdline}}</code>{{with .Parents}}<br><small>parents: {{join . " < "}}</small>{{end}}{{with .Cgroup}}<br><small>cgroup {{.}}</small>{{end}}</td></tr>
+{{range .}}<tr><td>{{.PID}}</td><td>{{.Comm}}</td><td>{{pct .CPUShare}} ({{f1 .CPUSec}} s)</td><td>{{mib .RSSBytes}}{{grew .RSSGrowth}}</td><td>{{.User}}</td><td>{{group .}}{{if .Agent}} (ec2diag itself){{end}}{{if .Kernel}} (kernel thread){{end}}</td><td><code>{{.Cmdline}}</code>{{with .Parents}}<br><small>parents: {{join . " < "}}</small>{{end}}{{with .Cgroup}}<br><small>cgroup {{.}}</small>{{end}}</td></tr>
 {{end}}</table>{{with $.Rest}}<p>And {{.}}</p>{{end}}{{end}}
 <p><small>Written by ec2diag from the evidence store; <code>ec2diag incidents show {{.R.ID}} --format json</code> prints its records.</small></p>
 </body></html>

@@ -108,8 +108,14 @@ func (r *Report) Text(out io.Writer, loc *time.Location) error {
 			if who != "" {
 				fmt.Fprintf(w, "  user %s", e(who))
 			}
+			if p.DStateSec > 0 {
+				fmt.Fprintf(w, "  waited %.0f s on I/O", p.DStateSec)
+			}
 			if p.Agent {
 				fmt.Fprint(w, "  (ec2diag itself: never blamed)")
+			}
+			if p.Kernel {
+				fmt.Fprint(w, "  (kernel thread: never blamed)")
 			}
 			fmt.Fprintln(w)
 			if p.Cmdline != "" {
