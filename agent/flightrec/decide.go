@@ -22,6 +22,9 @@ func (r *Recorder) decide(onset time.Time) correlate.Verdict {
 	base := map[procstat.Key]int64{}
 	dstate := map[procstat.Key]float64{} // seconds seen in D state
 	jobD := map[string]float64{}
+	// The agent's own unit start reads as a run like any other (systemd
+	// logs it at boot): the run its processes belong to is no candidate.
+	agentRuns := map[string]bool{}
 	var since, prev time.Time
 	var disk *procstat.DiskState
 	for _, t := range r.ring {
@@ -77,6 +80,9 @@ func (r *Recorder) decide(onset time.Time) correlate.Verdict {
 			pu.RSSBytes = max(pu.RSSBytes, p.RSSBytes)
 			pu.Comm = p.Comm // the latest: a forked shell becomes what it execs
 			pu.Agent = p.PID == r.o.Self || p.PPID == r.o.Self
+			if pu.Agent && p.Job != "" {
+				agentRuns[p.Job] = true
+			}
 			// kthreadd (pid 2) and its children: jbd2, kworkers, flush
 			// threads wait on the disk for the processes that wrote.
 			pu.Kernel = p.PID == 2 || p.PPID == 2
@@ -103,6 +109,9 @@ func (r *Recorder) decide(onset time.Time) correlate.Verdict {
 	}
 	var runs []correlate.RunUse
 	for _, j := range r.sampler.Jobs() {
+		if agentRuns[j.ID] {
+			continue
+		}
 		runs = append(runs, correlate.RunUse{ID: j.ID, Job: j.Job, PID: j.PID, Unit: j.Unit, Start: j.Start, End: j.Ended,
 			// A run none of whose processes was ever sampled was not seen
 			// running: the stock debian-sa1 line on systemd hosts exits in

@@ -842,3 +842,28 @@ func TestBootEndsAtTheRunLevelInUtmp(t *testing.T) {
 		t.Fatalf("%d incidents once utmp says the boot is over, want 1", n)
 	}
 }
+
+// systemd logs the agent's own start like any unit's: that run holds the
+// agent's processes and is never a candidate, even when the agent's
+// memory is a large part of a small machine's busiest processes.
+func TestTheAgentsOwnUnitIsNoCandidate(t *testing.T) {
+	g := newRig(t, time.Hour, 224)
+	g.add(224, 1, "ec2diag", "/system.slice/ec2diag.service", 10, 40)
+	g.r.JobStarted(&jobs.Run{Job: "ec2diag", Source: "systemd", Unit: "ec2diag.service", Host: "h", Start: g.clk.Now()})
+	g.step(5)
+	g.add(650, 1, "cron", "/system.slice/cron.service", 0, 1)
+	g.addJob(700, 650, "burn.sh", 900)
+	g.job("burn.sh", 700)
+	for i := 0; i < 4; i++ {
+		g.step(100)
+	}
+	v := g.r.Verdict()
+	if v.Cause != "job burn.sh" {
+		t.Errorf("cause %q", v.Cause)
+	}
+	for _, j := range v.Jobs {
+		if j.Job == "ec2diag" {
+			t.Errorf("the agent's own unit is a candidate: %+v", j)
+		}
+	}
+}
