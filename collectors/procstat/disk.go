@@ -65,6 +65,12 @@ type DiskState struct {
 // request a second is not working, it is crawling.
 const stallLatency = time.Second
 
+// stallClear is how long a stalled disk must serve again before its stall
+// ends: under a throttle a few small requests complete quickly now and
+// then, and one such sample reset the stall's length twice in the VM's
+// 90 s stall.
+const stallClear = 3 * time.Second
+
 // Disks watches the whole disks of a host (those in /sys/block, not
 // partitions, loops or ram disks).
 type Disks struct {
@@ -72,6 +78,7 @@ type Disks struct {
 	prev      map[string]DiskStat
 	at        time.Time
 	since     map[string]time.Time // stall start, per device
+	clear     map[string]time.Time // when a stalled device began to serve again
 	vols      map[string]string
 	buf       []byte
 	cur       []DiskStat
@@ -81,7 +88,7 @@ type Disks struct {
 // the last reading (none the first time).
 func (d *Disks) Observe(now time.Time) []DiskState {
 	if d.prev == nil {
-		d.prev, d.since, d.vols = map[string]DiskStat{}, map[string]time.Time{}, map[string]string{}
+		d.prev, d.since, d.clear, d.vols = map[string]DiskStat{}, map[string]time.Time{}, map[string]time.Time{}, map[string]string{}
 	}
 	b, err := readAll(filepath.Join(d.Proc, "diskstats"), &d.buf)
 	if err != nil {
@@ -106,13 +113,23 @@ func (d *Disks) Observe(now time.Time) []DiskState {
 			st.LatencyMs = float64(c.WeightedMs-p.WeightedMs) / float64(done)
 		}
 		stalled := c.InFlight > 0 && st.BusyPct >= 90 && (done == 0 || st.LatencyMs >= float64(stallLatency.Milliseconds()))
-		if stalled {
+		switch {
+		case stalled:
 			if d.since[c.Name].IsZero() {
 				d.since[c.Name] = now.Add(-dt) // it was so over the whole interval
 			}
+			delete(d.clear, c.Name)
 			st.Stalled = now.Sub(d.since[c.Name])
-		} else {
-			delete(d.since, c.Name)
+		case !d.since[c.Name].IsZero():
+			if d.clear[c.Name].IsZero() {
+				d.clear[c.Name] = now.Add(-dt)
+			}
+			if now.Sub(d.clear[c.Name]) >= stallClear {
+				delete(d.since, c.Name)
+				delete(d.clear, c.Name)
+			} else {
+				st.Stalled = now.Sub(d.since[c.Name])
+			}
 		}
 		out = append(out, st)
 	}

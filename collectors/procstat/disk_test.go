@@ -51,8 +51,18 @@ func TestDiskStall(t *testing.T) {
 	if s := d.Observe(t0.Add(15 * time.Second)); s[0].Stalled != 10*time.Second || s[0].LatencyMs < 6000 {
 		t.Fatalf("crawling disk: %+v", s)
 	}
-	w("proc/diskstats", line(900, 0, 12500, 43500))
-	if s := d.Observe(t0.Add(20 * time.Second)); s[0].Stalled != 0 {
+	// One second of quick completions (a throttle lets small requests
+	// through) does not end the stall: its length goes on.
+	w("proc/diskstats", line(520, 4, 13000, 43400))
+	if s := d.Observe(t0.Add(16 * time.Second)); s[0].Stalled != 11*time.Second {
+		t.Fatalf("a blip ended the stall: %+v", s)
+	}
+	w("proc/diskstats", line(520, 4, 14000, 47400))
+	if s := d.Observe(t0.Add(17 * time.Second)); s[0].Stalled != 12*time.Second {
+		t.Fatalf("stalled again after the blip: %+v", s)
+	}
+	w("proc/diskstats", line(900, 0, 14500, 47900))
+	if s := d.Observe(t0.Add(22 * time.Second)); s[0].Stalled != 0 {
 		t.Fatalf("recovered disk: %+v", s)
 	}
 }

@@ -2,6 +2,7 @@ package correlate
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 )
 
@@ -76,12 +77,13 @@ func Kinds(rs []Reason) []ReasonKind {
 
 // KindSet is the reasons' kinds as one comparable string.
 func KindSet(rs []Reason) string {
-	var b strings.Builder
-	for _, r := range rs {
-		b.WriteString(string(r.Kind))
-		b.WriteByte(',')
+	ks := make([]string, len(rs))
+	for i, r := range rs {
+		ks[i] = string(r.Kind)
 	}
-	return b.String()
+	// A set: the same kinds in another order are no change.
+	sort.Strings(ks)
+	return strings.Join(ks, ",") + ","
 }
 
 // AnyMemory reports whether memory is among the reasons.

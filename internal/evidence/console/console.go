@@ -7,6 +7,7 @@ package console
 import (
 	"fmt"
 	"os"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -59,6 +60,10 @@ func (c *Console) Say(kind evidence.Kind, id string, d *evidence.Incident) error
 	for i, k := range d.ReasonKinds {
 		kinds[i] = string(k)
 	}
+	// The same kinds in another order (the larger figure first) are no
+	// news: a disk stall and its I/O pressure swapped places six times in
+	// the VM's 90 s stall, a console line each time.
+	sort.Strings(kinds)
 	said := d.Verdict.Cause + "|" + strings.Join(kinds, ",")
 	if said == c.said || now.Sub(c.last) < minGap {
 		return nil

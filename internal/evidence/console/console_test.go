@@ -37,7 +37,11 @@ func TestSaysNewsOnlyEscaped(t *testing.T) {
 	say(evidence.KindSnapshot) // new, but within 5 s of the last line
 	clk.Advance(5 * time.Second)
 	say(evidence.KindSnapshot) // new: a line
-	say(evidence.KindEnd)      // no line at the end
+	// The same kinds in the other order (the larger figure leads): no news.
+	d.ReasonKinds = []correlate.ReasonKind{correlate.ReasonMemPressure, correlate.ReasonMemAvailable}
+	clk.Advance(10 * time.Second)
+	say(evidence.KindSnapshot)
+	say(evidence.KindEnd) // no line at the end
 	d.Verdict.Cause = strings.Repeat("x", 1000)
 	clk.Advance(time.Minute)
 	say(evidence.KindSnapshot)
