@@ -73,7 +73,46 @@ the liveness alarm.`,
 		sc.Flags().StringVar(&f.format, "format", "text", "output: text or json")
 	}
 	install.Flags().BoolVar(&f.dryRun, "dry-run", false, "print the request(s) and the Terraform; change nothing")
-	c.AddCommand(install, status)
+	liveness := &cobra.Command{
+		Use:   "liveness on|off [--instance-id ID --region R]",
+		Short: "Enable or disable the liveness alarm's reboot action",
+		Long: `Enable or disable the actions of the liveness alarm, ec2diag-stalled-INSTANCE. The agent
+enables them when it starts and disables them when it is stopped on purpose; the
+package's removal script runs "alarm liveness off" too (best effort, 15 s), so that an
+agent that was not running when it was removed does not leave an alarm that reboots the
+instance for a figure nobody publishes any more. Needs cloudwatch:EnableAlarmActions or
+cloudwatch:DisableAlarmActions.`,
+		Args:      cobra.ExactArgs(1),
+		ValidArgs: []string{"on", "off"},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if args[0] != "on" && args[0] != "off" {
+				return &exitError{code: exitUsage, err: fmt.Errorf("alarm liveness %q: want on or off", args[0])}
+			}
+			cfg, err := loadConfig(g)
+			if err != nil {
+				return &exitError{code: exitUsage, err: err}
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
+			defer cancel()
+			t, err := resolveTarget(ctx, cfg, f.instanceID, f.region)
+			if err != nil {
+				return err
+			}
+			awsCfg, err := awsConfig(ctx, cfg, t.Region)
+			if err != nil {
+				return failed(err)
+			}
+			name := alarm.StalledName(t.InstanceID)
+			if err := alarm.SetActions(ctx, cwsink.NewClient(awsCfg, cfg.CloudWatch.Endpoint), name, args[0] == "on"); err != nil {
+				return failed(err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: actions %s\n", name, map[string]string{"on": "enabled", "off": "disabled"}[args[0]])
+			return nil
+		},
+	}
+	liveness.Flags().StringVar(&f.instanceID, "instance-id", "", "the instance (default: this one, from IMDS)")
+	liveness.Flags().StringVar(&f.region, "region", "", "its region (default: cloudwatch.region, then IMDS)")
+	c.AddCommand(install, status, liveness)
 	return c
 }
 

@@ -274,4 +274,9 @@ func TestLivenessAlarmFollowsTheAgent(t *testing.T) {
 	if calls := e.fake.ActionCalls(); len(calls) != 3 || !calls[2].Enabled {
 		t.Errorf("after a kill: calls %+v; want the actions left enabled", calls)
 	}
+	// Removed while dead: the package's removal script disables them.
+	out, code := runCLI(t, []string{"AWS_EC2_METADATA_DISABLED=false", "AWS_EC2_METADATA_SERVICE_ENDPOINT=" + e.aemm}, "--config", e.cfg, "alarm", "liveness", "off")
+	if calls := e.fake.ActionCalls(); code != 0 || len(calls) != 4 || calls[3] != (fakecw.ActionCall{Name: name, Enabled: false}) {
+		t.Errorf("alarm liveness off: exit %d, %s; calls %+v", code, out, calls)
+	}
 }
