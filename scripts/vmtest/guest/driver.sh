@@ -47,6 +47,10 @@ if [ -z "$scen" ]; then
   # of this boot, then record boot 0 and stop.
   sleep 60
   ec2diag incidents --boot 0 --format json >/ci/results/last-boot.json 2>&1
+  # The command lines of a stock guest: redaction's false-positive corpus.
+  ps -eo args= >/ci/results/cmdlines.txt
+  # What systemd-pstore archived (a panic's dump, as the kernel wrote it).
+  cp -a /var/lib/systemd/pstore /ci/results/pstore 2>/dev/null
   cp -a /var/lib/ec2diag /ci/results/state 2>/dev/null
   sync
   say "DONE"
@@ -62,8 +66,25 @@ case "$scen" in
   quiet)
     rm -f /etc/cron.d/ec2diag-scenario
     say "ARMED $scen $at"
-    sleep $(( at - now + 150 ))
+    sleep $(( at - now + 100 ))
     say "REBOOT"; sync; systemctl reboot ;;
+  iostall)
+    # The harness stalls the disk from at+5 to at+65; the machine lives
+    # on, so the guest reboots itself once the job had time to finish.
+    cronline "/usr/local/bin/$scen.sh"
+    say "ARMED $scen $at"
+    sleep $(( at - now + 125 ))
+    systemctl show -p ActiveState,SubState,NRestarts,StatusText ec2diag >"/ci/results/$scen/after.txt"
+    pkill -f iostall.sh; pkill -x dd
+    say "REBOOT"; sync; systemctl reboot ;;
+  nmi)
+    # The operator's opt-in, as docs/hangs.md says; the harness sends the
+    # NMI (EC2's diagnostic interrupt) while the job burns the CPUs.
+    ln -sf /usr/share/ec2diag/sysctl/60-ec2diag-nmi-panic.conf /etc/sysctl.d/
+    sysctl --system >/dev/null
+    ec2diag check --local >"/ci/results/$scen/check.txt" 2>&1
+    cronline "/usr/local/bin/$scen.sh"
+    say "ARMED $scen $at" ;;
   runaway)
     rm -f /etc/cron.d/ec2diag-scenario
     say "ARMED $scen $at"

@@ -28,12 +28,20 @@ import (
 // scenario is what one boot of the guest does, and what the agent must
 // say of it after the reset.
 type scenario struct {
-	name    string
-	hangs   bool          // expected to stop the heartbeat (informational)
-	maxRun  time.Duration // reset after this even if the guest is still alive
-	job     string        // the job or service the incident must blame ("" = no incident)
-	procs   []string      // acceptable top processes
-	reason  string        // a word the incident's reasons must contain
+	name   string
+	hangs  bool          // expected to stop the heartbeat (informational)
+	maxRun time.Duration // reset after this even if the guest is still alive
+	job    string        // the job or service the incident must blame ("" = no incident)
+	procs  []string      // acceptable top processes
+	reason string        // a word the incident's reasons must contain
+	// kinds: one of these must be among the incident's reason_kinds.
+	kinds []string
+	// throttleAt/For: the guest's disk is throttled to nearly nothing
+	// (QMP block_set_io_throttle) from armed+throttleAt for throttleFor.
+	throttleAt, throttleFor time.Duration
+	// nmiAt: an NMI is injected (EC2's diagnostic interrupt) at armed+nmiAt;
+	// the guest must panic and reboot itself.
+	nmiAt   time.Duration
 	comment string
 }
 
@@ -43,22 +51,33 @@ var scenarios = map[string]scenario{
 	"thrash":  {name: "thrash", hangs: true, maxRun: 200 * time.Second, job: "thrash.sh", procs: []string{"hog"}, reason: "memory", comment: "(b) slow thrash: working set just under RAM, no OOM kill"},
 	"cpuburn": {name: "cpuburn", maxRun: 75 * time.Second, job: "cpuburn.sh", procs: []string{"yes"}, reason: "CPU", comment: "(c) CPU only, every vCPU"},
 	"runaway": {name: "runaway", hangs: true, maxRun: 200 * time.Second, job: "runaway.service", procs: []string{"hog"}, reason: "", comment: "(d) a runaway systemd service (not cron)"},
+	"iostall": {name: "iostall", job: "iostall.sh", procs: []string{"dd"}, kinds: []string{"io_stall", "io_pressure"},
+		throttleAt: 5 * time.Second, throttleFor: 60 * time.Second, comment: "(f) a job writing to a disk that stalls for 60 s (QMP throttle)"},
+	"nmi": {name: "nmi", job: "nmi.sh", procs: []string{"yes"}, reason: "CPU", nmiAt: 40 * time.Second,
+		comment: "(g) EC2's diagnostic interrupt (QMP inject-nmi) on a busy machine, drop-in on"},
 }
 
 type result struct {
-	Scenario     string   `json:"scenario"`
-	Hung         bool     `json:"hung"` // heartbeat stopped before the reset
-	Reset        string   `json:"reset"`
-	Incidents    int      `json:"incidents"`
-	Cause        string   `json:"cause"`
-	Reasons      []string `json:"reasons"`
-	DebianSA1    string   `json:"debian_sa1"`
-	Console      bool     `json:"console_line"`
-	GapSeconds   *float64 `json:"last_record_before_last_heartbeat_s"`
-	Failures     []string `json:"failures"`
-	lastHB       int64
-	armed        int64
-	consoleLines []string
+	Scenario   string   `json:"scenario"`
+	Hung       bool     `json:"hung"` // heartbeat stopped before the reset
+	Reset      string   `json:"reset"`
+	Incidents  int      `json:"incidents"`
+	Cause      string   `json:"cause"`
+	Reasons    []string `json:"reasons"`
+	DebianSA1  string   `json:"debian_sa1"`
+	Console    bool     `json:"console_line"`
+	GapSeconds *float64 `json:"last_record_before_last_heartbeat_s"`
+	// Disk stall: when the throttle began and ended, and how long after
+	// it began the spike's console line appeared (the host's view).
+	ThrottledAt     int64    `json:"throttled_at,omitempty"`
+	LiftedAt        int64    `json:"lifted_at,omitempty"`
+	ConsoleAfterS   *float64 `json:"console_line_after_stall_began_s,omitempty"`
+	NMIAt           int64    `json:"nmi_at,omitempty"`
+	RebootedItselfS *float64 `json:"rebooted_itself_after_nmi_s,omitempty"`
+	Failures        []string `json:"failures"`
+	lastHB          int64
+	armed           int64
+	consoleLines    []string
 }
 
 func main() {
@@ -67,7 +86,7 @@ func main() {
 	deb := flag.String("deb", "", "the .deb to install")
 	hog := flag.String("hog", "", "the static hog binary")
 	guest := flag.String("guest", "scripts/vmtest/guest", "guest files")
-	plan := flag.String("plan", "quiet,eatmem,thrash,cpuburn,runaway", "scenarios, one per boot")
+	plan := flag.String("plan", "quiet,eatmem,thrash,cpuburn,runaway,iostall,nmi", "scenarios, one per boot")
 	dropin := flag.String("dropin", "", "extra lines for the agent's unit drop-in ([Service] section)")
 	timeout := flag.Duration("timeout", 40*time.Minute, "give up after this")
 	flag.Parse()
@@ -89,7 +108,7 @@ func main() {
 	q := exec.Command("qemu-system-x86_64", "-accel", "tcg,thread=multi", "-cpu", "max", "-smp", "2", "-m", "1024",
 		"-display", "none", "-nic", "none", "-no-user-config", "-nodefaults",
 		"-kernel", filepath.Join(*cache, "vmlinuz"), "-initrd", filepath.Join(*cache, "initrd.img"),
-		"-append", "root=/dev/vda ro console=ttyS0,115200 panic=10",
+		"-append", "root=/dev/vda ro console=ttyS0,115200 panic=10 "+ramoopsArgs,
 		"-drive", "file="+disk+",format=raw,if=virtio",
 		"-serial", "file:"+consolePath, "-serial", "file:"+hbPath,
 		"-qmp", "unix:"+qmpPath+",server=on,wait=off")
@@ -106,6 +125,7 @@ func main() {
 	logf("guest started (plan: %s)", *plan)
 
 	w := watcher{path: hbPath}
+	var consoleMark int64
 	var cur *result
 	var curScen scenario
 	lastBeat := time.Now()
@@ -134,6 +154,16 @@ func main() {
 				}
 			case "BOOT":
 				logf("boot %s", ev.arg)
+				if cur != nil && cur.ThrottledAt > 0 && cur.LiftedAt == 0 {
+					must(qmp(qmpPath, unthrottle))
+					cur.LiftedAt = time.Now().Unix()
+				}
+				if cur != nil && cur.NMIAt > 0 {
+					d := time.Since(time.Unix(cur.NMIAt, 0)).Seconds()
+					cur.RebootedItselfS = &d
+					cur.Reset = fmt.Sprintf("the guest rebooted itself %.0f s after the NMI", d)
+					logf("%s: %s", cur.Scenario, cur.Reset)
+				}
 				cur = nil
 			case "ARMED":
 				cur, curScen = results[ev.arg], scenarios[ev.arg]
@@ -149,6 +179,41 @@ func main() {
 				logf("guest done; waiting for power-off")
 			}
 		}
+		if cur != nil && cur.armed > 0 {
+			since := time.Since(time.Unix(cur.armed, 0))
+			if curScen.throttleFor > 0 && cur.ThrottledAt == 0 && since >= curScen.throttleAt {
+				must(qmp(qmpPath, throttle))
+				cur.ThrottledAt = time.Now().Unix()
+				consoleMark = consoleSize(consolePath)
+				logf("%s: disk throttled to 1 IOPS, 16 KiB/s", cur.Scenario)
+			}
+			if cur.ThrottledAt > 0 && cur.LiftedAt == 0 {
+				if cur.ConsoleAfterS == nil {
+					if seenSpikeLine(consolePath, consoleMark) {
+						d := time.Since(time.Unix(cur.ThrottledAt, 0)).Seconds()
+						cur.ConsoleAfterS = &d
+						logf("%s: console line %.1f s after the stall began", cur.Scenario, d)
+					}
+				}
+				if since >= curScen.throttleAt+curScen.throttleFor {
+					must(qmp(qmpPath, unthrottle))
+					cur.LiftedAt = time.Now().Unix()
+					logf("%s: throttle lifted", cur.Scenario)
+				}
+			}
+			if curScen.nmiAt > 0 && cur.NMIAt == 0 && since >= curScen.nmiAt {
+				must(qmp(qmpPath, `{"execute":"inject-nmi"}`))
+				cur.NMIAt = time.Now().Unix()
+				logf("%s: NMI injected", cur.Scenario)
+			}
+			if cur.NMIAt > 0 && time.Since(time.Unix(cur.NMIAt, 0)) > 4*time.Minute {
+				cur.Reset = "QMP system_reset: the guest did not reboot itself within 4 minutes of the NMI"
+				logf("%s: %s", cur.Scenario, cur.Reset)
+				must(qmp(qmpPath, `{"execute":"system_reset"}`))
+				cur = nil
+				continue
+			}
+		}
 		if cur == nil || curScen.maxRun == 0 || time.Now().Unix() < cur.armed {
 			continue
 		}
@@ -158,7 +223,7 @@ func main() {
 			cur.Hung = silent > 20*time.Second
 			cur.Reset = fmt.Sprintf("QMP system_reset after %s (heartbeat silent %s)", ran.Round(time.Second), silent.Round(time.Second))
 			logf("%s: %s", cur.Scenario, cur.Reset)
-			if err := qmpReset(qmpPath); err != nil {
+			if err := qmp(qmpPath, `{"execute":"system_reset"}`); err != nil {
 				fatal("reset: %v", err)
 			}
 			cur = nil
@@ -228,7 +293,35 @@ func (w *watcher) poll() []event {
 	return evs
 }
 
-func qmpReset(path string) error {
+// ramoopsArgs reserve 1 MiB just under the guest's 1 GiB for pstore: QEMU
+// keeps RAM across a reset, so a panic's messages survive the reboot.
+const ramoopsArgs = "memmap=1M$0x3f000000 ramoops.mem_address=0x3f000000 ramoops.mem_size=0x100000 ramoops.record_size=0x40000"
+
+// The stalled disk: virtio0 is the guest's only drive (-drive if=virtio).
+const (
+	throttle   = `{"execute":"block_set_io_throttle","arguments":{"device":"virtio0","iops":1,"bps":16384,"bps_rd":0,"bps_wr":0,"iops_rd":0,"iops_wr":0}}`
+	unthrottle = `{"execute":"block_set_io_throttle","arguments":{"device":"virtio0","iops":0,"bps":0,"bps_rd":0,"bps_wr":0,"iops_rd":0,"iops_wr":0}}`
+)
+
+func consoleSize(path string) int64 {
+	st, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return st.Size()
+}
+
+// seenSpikeLine reports whether the console has said a spike since off.
+func seenSpikeLine(path string, off int64) bool {
+	b, err := os.ReadFile(path)
+	if err != nil || int64(len(b)) < off {
+		return false
+	}
+	return strings.Contains(string(b[off:]), "ec2diag: spike ")
+}
+
+// qmp runs commands on the guest's QMP socket, one connection each call.
+func qmp(path string, cmds ...string) error {
 	c, err := net.DialTimeout("unix", path, 5*time.Second)
 	if err != nil {
 		return err
@@ -237,7 +330,7 @@ func qmpReset(path string) error {
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	r := bufio.NewReader(c)
 	r.ReadString('\n') // greeting
-	for _, cmd := range []string{`{"execute":"qmp_capabilities"}`, `{"execute":"system_reset"}`} {
+	for _, cmd := range append([]string{`{"execute":"qmp_capabilities"}`}, cmds...) {
 		if _, err := c.Write([]byte(cmd + "\n")); err != nil {
 			return err
 		}
@@ -272,12 +365,16 @@ func prepare(disk, work, deb, hog, guest string, steps []string, dropin string) 
 	put(deb, "/ci/ec2diag.deb", 0o644)
 	put(hog, "/usr/local/bin/hog", 0o755)
 	put(filepath.Join(guest, "driver.sh"), "/ci/driver.sh", 0o755)
-	for _, s := range []string{"eatmem", "thrash", "cpuburn"} {
+	for _, s := range []string{"eatmem", "thrash", "cpuburn", "iostall", "nmi"} {
 		put(filepath.Join(guest, s+".sh"), "/usr/local/bin/"+s+".sh", 0o755)
 	}
 	for _, u := range []string{"runaway.service", "heartbeat.service", "ci-driver.service"} {
 		put(filepath.Join(guest, u), "/etc/systemd/system/"+u, 0o644)
 	}
+	// pstore on ramoops, in the last MiB the kernel is told not to use
+	// (ramoopsArgs): an EC2 instance booted with UEFI has efi_pstore.
+	must(os.MkdirAll(filepath.Join(mnt, "etc/modules-load.d"), 0o755))
+	must(os.WriteFile(filepath.Join(mnt, "etc/modules-load.d/ramoops.conf"), []byte("ramoops\n"), 0o644))
 	must(os.WriteFile(filepath.Join(mnt, "ci/plan"), []byte(strings.Join(steps, "\n")+"\n"), 0o644))
 	for _, l := range [][2]string{{"sysinit.target.wants", "heartbeat.service"}, {"multi-user.target.wants", "ci-driver.service"}} {
 		d := filepath.Join(mnt, "etc/systemd/system", l[0])
@@ -301,6 +398,7 @@ type view struct {
 	End     *time.Time `json:"end"`
 	Reasons []string   `json:"reasons"`
 	Cause   string     `json:"cause"`
+	Summary string     `json:"summary"`
 	Jobs    []struct {
 		Job     string `json:"job"`
 		Verdict string `json:"verdict"`
@@ -309,8 +407,19 @@ type view struct {
 		Start   time.Time
 	} `json:"jobs"`
 	Top []struct {
-		Comm string `json:"comm"`
+		Comm   string `json:"comm"`
+		Agent  bool   `json:"agent"`
+		Kernel bool   `json:"kernel_thread"`
 	} `json:"top_processes"`
+	ReasonKinds []string `json:"reason_kinds"`
+	Unfinished  string   `json:"unfinished"`
+	Crash       *struct {
+		Kind   string   `json:"kind"`
+		Reason string   `json:"reason"`
+		NMI    bool     `json:"nmi"`
+		Task   string   `json:"task"`
+		Files  []string `json:"files"`
+	} `json:"kernel_crash"`
 }
 
 func readViews(path string) ([]view, error) {
@@ -377,6 +486,11 @@ func check(work, disk string, steps []string, results map[string]*result) {
 			if strings.Contains(v.Cause, "ec2diag") {
 				fail(r, "the agent blamed itself: %s", v.Cause)
 			}
+			for _, j := range v.Jobs {
+				if j.Job == "ec2diag" {
+					fail(r, "the agent's own unit is a candidate run: %s %s", j.Verdict, j.Reason)
+				}
+			}
 			if v.Onset.Unix() < r.armed-5 {
 				fail(r, "incident %s before the scenario started (%s): %s", v.ID, v.Onset.Format(time.TimeOnly), v.Cause)
 			}
@@ -393,20 +507,28 @@ func check(work, disk string, steps []string, results map[string]*result) {
 		}
 		v := vs[0]
 		for _, w := range vs {
-			if w.Onset.Unix() >= r.armed-5 {
+			if w.Onset.Unix() >= r.armed-5 && w.Crash == nil {
 				v = w
 				break
 			}
 		}
+		scenarioChecks(r, sc, v, vs, dir, string(console), fail)
 		r.Cause, r.Reasons = v.Cause, v.Reasons
 		if !strings.Contains(v.Cause, sc.job) {
 			fail(r, "cause %q does not name %s", v.Cause, sc.job)
 		}
-		topOK := false
-		for i, p := range v.Top {
-			for _, want := range sc.procs {
-				topOK = topOK || (i == 0 && p.Comm == want)
+		// The first process that can be blamed: the agent and kernel
+		// threads (jbd2 waits on a stalled disk longest) are listed,
+		// never blamed.
+		topOK, first := false, true
+		for _, p := range v.Top {
+			if p.Agent || p.Kernel {
+				continue
 			}
+			for _, want := range sc.procs {
+				topOK = topOK || (first && p.Comm == want)
+			}
+			first = false
 		}
 		if !topOK {
 			fail(r, "top process is not one of %v: %+v", sc.procs, v.Top)
@@ -478,6 +600,68 @@ func check(work, disk string, steps []string, results map[string]*result) {
 		os.Exit(1)
 	}
 	fmt.Printf("vm-test: %d passed, 0 failed\n", len(steps))
+}
+
+// scenarioChecks are what the disk-stall and NMI scenarios must show
+// beyond the blame every scenario is checked for.
+func scenarioChecks(r *result, sc scenario, v view, vs []view, dir, console string, fail func(*result, string, ...any)) {
+	if len(sc.kinds) > 0 {
+		ok := false
+		for _, k := range v.ReasonKinds {
+			for _, want := range sc.kinds {
+				ok = ok || k == want
+			}
+		}
+		if !ok {
+			fail(r, "reason kinds %v hold none of %v", v.ReasonKinds, sc.kinds)
+		}
+	}
+	if sc.throttleFor > 0 {
+		if r.ConsoleAfterS == nil {
+			fail(r, "no spike line on the console while the disk stalled")
+		}
+		after, _ := os.ReadFile(filepath.Join(dir, "after.txt"))
+		if !strings.Contains(string(after), "ActiveState=active") || !strings.Contains(string(after), "NRestarts=0") {
+			fail(r, "the agent did not come through the stall running, unrestarted: %s", after)
+		}
+		if v.End == nil {
+			fail(r, "the stall's incident has no end: its records after the stall did not reach the disk")
+		}
+		if !strings.Contains(v.Summary, "disk vda:") {
+			fail(r, "the summary does not name the stalled device vda: %q", v.Summary)
+		}
+	}
+	if sc.nmiAt > 0 {
+		if r.RebootedItselfS == nil {
+			fail(r, "the guest did not panic and reboot itself after the NMI")
+		}
+		for _, want := range []string{"NMI", "Kernel panic - not syncing"} {
+			if !strings.Contains(console, want) {
+				fail(r, "the console has no %q", want)
+			}
+		}
+		var crash *view
+		for i := range vs {
+			if vs[i].Crash != nil {
+				crash = &vs[i]
+			}
+		}
+		switch {
+		case crash == nil:
+			fail(r, "incidents --boot -1 shows no kernel crash")
+		case !crash.Crash.NMI || crash.Crash.Kind != "panic":
+			fail(r, "kernel crash %+v: want an NMI panic", *crash.Crash)
+		default:
+			logf("%s: %s: %s (%s)", sc.name, crash.ID, crash.Cause, strings.Join(crash.Crash.Files, ", "))
+		}
+		if !strings.Contains(v.Unfinished, "panicked") {
+			fail(r, "the busy incident does not say the kernel panicked: %q", v.Unfinished)
+		}
+		check, _ := os.ReadFile(filepath.Join(dir, "check.txt"))
+		if !strings.Contains(string(check), "pass  nmi-panic") || !strings.Contains(string(check), "pass  pstore") {
+			fail(r, "check --local with the drop-in on: %s", check)
+		}
+	}
 }
 
 func orDash(s string) string {
