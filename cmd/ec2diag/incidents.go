@@ -234,6 +234,9 @@ func printCrash(w io.Writer, v *incidentView, tail int) {
 	e := escape.Control // the dump quotes process names
 	c := v.Crash
 	fmt.Fprintf(w, "%s  boot %d  KERNEL %s (%s)\n  cause: %s\n", v.Onset.Local().Format(time.RFC3339), v.Boot, strings.ToUpper(c.Kind), v.ID, e(v.Cause))
+	if c.Reason != "" {
+		fmt.Fprintf(w, "  kernel: %s\n", e(c.Reason))
+	}
 	for _, l := range c.Lockups {
 		fmt.Fprintf(w, "  before it: %s\n", e(l))
 	}
