@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -279,4 +280,39 @@ func TestConfigCheck(t *testing.T) {
 	if !strings.Contains(string(out), want) {
 		t.Errorf("config check output\n%s\nwant %q", out, want)
 	}
+}
+
+// A second agent on a state directory in use (an `ec2diag run` by hand
+// beside the service) is refused at once, naming the holder; once the
+// first dies, even by SIGKILL, the directory is free again.
+func TestSecondAgentOnAStateDirectoryIsRefused(t *testing.T) {
+	b := bin(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.yaml")
+	writeFile(t, cfg, "host:\n  interval: 100ms\n"+noConsole)
+	state := filepath.Join(dir, "state")
+	ns := testkit.ListenNotify(t)
+	first := startAgent(t, b, []string{"NOTIFY_SOCKET=" + ns.Path}, "--config", cfg, "--state-dir", state)
+	ns.Expect(t, "READY=1", 10*time.Second)
+
+	second := startAgent(t, b, nil, "--config", cfg, "--state-dir", state)
+	err := second.wait(t, 10*time.Second)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitFailure {
+		t.Fatalf("second agent: %v; want exit status %d", err, exitFailure)
+	}
+	if want := fmt.Sprintf("in use by another ec2diag agent (process %d", first.cmd.Process.Pid); !strings.Contains(second.stderr.String(), want) {
+		t.Errorf("second agent's stderr lacks %q:\n%s", want, second.stderr.String())
+	}
+	select {
+	case err := <-first.done:
+		t.Fatalf("the first agent exited: %v", err)
+	default:
+	}
+
+	first.cmd.Process.Signal(syscall.SIGKILL)
+	first.wait(t, 10*time.Second)
+	ns2 := testkit.ListenNotify(t)
+	startAgent(t, b, []string{"NOTIFY_SOCKET=" + ns2.Path}, "--config", cfg, "--state-dir", state)
+	ns2.Expect(t, "READY=1", 10*time.Second)
 }

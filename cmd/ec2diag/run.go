@@ -56,6 +56,12 @@ func runAgent(ctx context.Context, g *globalFlags, print bool) error {
 		log.Error("unusable state directory", zap.String("state_dir", cfg.StateDir), zap.Error(err))
 		return &exitError{code: exitFailure, err: err}
 	}
+	release, err := statedir.Lock(cfg.StateDir)
+	if err != nil {
+		log.Error("state directory in use", zap.String("state_dir", cfg.StateDir), zap.Error(err))
+		return &exitError{code: exitFailure, err: err}
+	}
+	defer release()
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
