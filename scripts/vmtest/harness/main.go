@@ -519,19 +519,24 @@ func check(work, disk string, steps []string, results map[string]*result) {
 		}
 		// The first process that can be blamed: the agent and kernel
 		// threads (jbd2 waits on a stalled disk longest) are listed,
-		// never blamed.
+		// never blamed. Or the process the cause names: the cause may be
+		// a group (the job's dd and its shell together) named by its own
+		// busiest process while a single process of another group leads
+		// the list, as journald did in a disk stall, waiting exactly as
+		// long as dd (52 s each; the job's processes 46% of all the
+		// waiting, journald's less).
 		topOK, first := false, true
 		for _, p := range v.Top {
 			if p.Agent || p.Kernel {
 				continue
 			}
 			for _, want := range sc.procs {
-				topOK = topOK || (first && p.Comm == want)
+				topOK = topOK || (first && p.Comm == want) || strings.HasPrefix(v.Cause, "process "+want+" (")
 			}
 			first = false
 		}
 		if !topOK {
-			fail(r, "top process is not one of %v: %+v", sc.procs, v.Top)
+			fail(r, "neither the top process nor the cause is one of %v: cause %q, top %+v", sc.procs, v.Cause, v.Top)
 		}
 		if sc.reason != "" && !strings.Contains(strings.Join(v.Reasons, " "), sc.reason) {
 			fail(r, "reasons %v do not mention %s", v.Reasons, sc.reason)
